@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * channel: a connected AF_UNIX SOCK_SEQPACKET socket that carries wire
+ * headers and fds (SCM_RIGHTS, unix(7)); listener: the server side.
+ *
+ * Receiving follows the rules in docs/protocol.md: MSG_CMSG_CLOEXEC on every
+ * recvmsg; every received fd is owned by a unique_fd before any check can
+ * fail; MSG_CTRUNC, MSG_TRUNC, unknown control messages and fd counts that
+ * differ from the header are errors, and every fd that arrived is closed.
+ */
+#pragma once
+
+#include <xmem/memory.hpp>
+#include <xmem/unique_fd.hpp>
+#include <xmem/wire.hpp>
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace xmem {
+
+/* The peer's credentials as the kernel recorded them (SO_PEERCRED, SCM_CREDENTIALS). */
+struct peer_credentials {
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+};
+
+/* True when @cred.uid is in @allowed. */
+bool uid_allowed(const peer_credentials &cred, std::span<const uid_t> allowed) noexcept;
+
+/* One received message: its decoded header and the fds that came with it. */
+struct message {
+	wire::header header;
+	std::vector<unique_fd> fds;
+	/* Present when SO_PASSCRED is on and the kernel attached SCM_CREDENTIALS. */
+	std::optional<peer_credentials> sender;
+};
+
+/* What a receiver demands of received memory. */
+struct requirements {
+	/* Exact size in bytes; unset: the size the header announces (> 0). */
+	std::optional<std::size_t> size;
+	/* Seals the fd must carry (checked with F_GET_SEALS, never assumed). */
+	xmem::seals seals;
+	/* Accept the ordinary backend (memfd_create); off by default. */
+	bool accept_ordinary = false;
+};
+
+/* Memory received and verified. */
+struct received_memory {
+	xmem::memory memory;
+	std::size_t size;	  /* bytes, as verified with fstat */
+	xmem::seals seals;	  /* as read with F_GET_SEALS (empty for memfd_secret) */
+	/*
+	 * True when the sender cannot shrink it any more (F_SEAL_SHRINK, or
+	 * memfd_secret, whose size is fixed once set): mapping @size bytes can
+	 * never SIGBUS. False: the sender may truncate it under the receiver.
+	 */
+	bool size_is_stable;
+	std::string name;	  /* from the header */
+};
+
+/*
+ * Checks that @fd is memory as @h describes and @req demands: S_ISREG, the
+ * fstatfs magic of an accepted backend, st_size equal to the header's (> 0)
+ * and to req.size, every seal in req.seals and in h.seals present.
+ * Errors: errc::wrong_file_type, errc::backend_not_accepted,
+ * errc::size_mismatch, errc::missing_seals. @fd is closed on error.
+ */
+received_memory verify_memory(unique_fd fd, const wire::header &h,
+			      const requirements &req, std::error_code &ec) noexcept;
+
+class channel
+{
+public:
+	/* Upper bound of fds one receive() accepts; more: errc::control_truncated. */
+	static constexpr std::size_t default_max_fds = 16;
+
+	/*
+	 * Connects to the listener at @path. Errors: errno from socket(2) and
+	 * connect(2) (ENOENT, ECONNREFUSED, EACCES), ENAMETOOLONG for a path
+	 * longer than sun_path.
+	 */
+	static channel connect(const std::string &path);
+	static channel connect(const std::string &path, std::error_code &ec) noexcept;
+
+	/* Takes @fd; errc::not_seqpacket unless it is an AF_UNIX SOCK_SEQPACKET socket. */
+	static channel adopt(unique_fd fd, std::error_code &ec) noexcept;
+
+	/* A connected pair (socketpair(2)). Throws std::system_error. */
+	static std::pair<channel, channel> pair();
+
+	channel() noexcept = default;
+
+	/*
+	 * Sends @h with @fds attached (h.fd_count is set to fds.size(), at most
+	 * wire::scm_max_fd; errc::too_many_fds before anything is sent).
+	 * MSG_NOSIGNAL; retried on EINTR (a SOCK_SEQPACKET send is all or
+	 * nothing, so no fd is sent twice). EPIPE when the peer has gone.
+	 */
+	void send(const wire::header &h, std::span<const borrowed_fd> fds = {});
+	void send(const wire::header &h, std::span<const borrowed_fd> fds,
+		  std::error_code &ec) noexcept;
+
+	/* Asks the peer for the region called @name. */
+	void send_request(std::string_view name);
+	/* Sends @mem, announcing its current size and seals (read from the kernel). */
+	void send_memory(const memory &mem, std::string_view name);
+	/* Tells the peer a request for @name failed with errno @err. */
+	void send_error(int err, std::string_view name);
+
+	/*
+	 * Receives one message. Errors: errc::peer_closed, control_truncated,
+	 * payload_truncated, unexpected_control, bad_header, unsupported_version,
+	 * fd_count_mismatch; errno (EAGAIN/EWOULDBLOCK on timeout, ECONNRESET).
+	 * On error no fd of the message remains open.
+	 */
+	message receive();
+	message receive(std::error_code &ec) noexcept;
+
+	/*
+	 * Receives a memory message and verifies its one fd (verify_memory).
+	 * A peer's error message becomes its errno. Throws std::system_error.
+	 */
+	received_memory receive_memory(const requirements &req);
+	received_memory receive_memory(const requirements &req, std::error_code &ec) noexcept;
+
+	/* SO_PEERCRED: the peer at connect() time. */
+	[[nodiscard]] peer_credentials peer() const;
+	/*
+	 * SO_PEERPIDFD (Linux 6.5+): a pidfd of the peer, which, unlike the pid,
+	 * cannot come to name another process. ENOPROTOOPT on older kernels.
+	 */
+	[[nodiscard]] unique_fd peer_pidfd(std::error_code &ec) const noexcept;
+
+	/* SO_PASSCRED: attach the sender's credentials to every received message. */
+	void set_pass_credentials(bool on);
+	/* SO_RCVTIMEO and SO_SNDTIMEO; zero: none. */
+	void set_timeout(std::chrono::milliseconds t);
+	/* Largest fd count receive() accepts (<= wire::scm_max_fd). */
+	void set_max_fds(std::size_t n) noexcept;
+
+	[[nodiscard]] borrowed_fd fd() const noexcept { return fd_; }
+	[[nodiscard]] bool valid() const noexcept { return fd_.valid(); }
+
+private:
+	explicit channel(unique_fd fd) noexcept : fd_(std::move(fd)) {}
+
+	unique_fd fd_;
+	std::size_t max_fds_ = default_max_fds;
+};
+
+class listener
+{
+public:
+	/*
+	 * Listens on @path (mode 0600 unless @mode says otherwise). A stale
+	 * socket file (nobody accepts on it) is replaced; a live one is
+	 * errc::address_in_use; a path that exists and is not a socket: EEXIST,
+	 * left alone. The destructor unlinks the path if it is still ours.
+	 */
+	static listener bind(const std::string &path, unsigned mode = 0600, int backlog = 128);
+	static listener bind(const std::string &path, unsigned mode, int backlog,
+			     std::error_code &ec) noexcept;
+
+	listener() noexcept = default;
+	listener(listener &&other) noexcept;
+	listener &operator=(listener &&other) noexcept;
+	~listener();
+
+	/* accept4(2) with SOCK_CLOEXEC. EAGAIN when non-blocking and none waits. */
+	channel accept();
+	channel accept(std::error_code &ec) noexcept;
+
+	[[nodiscard]] borrowed_fd fd() const noexcept { return fd_; }
+	[[nodiscard]] const std::string &path() const noexcept { return path_; }
+
+private:
+	void unlink_if_ours() noexcept;
+
+	unique_fd fd_;
+	std::string path_;
+	dev_t dev_ = 0;
+	ino_t ino_ = 0;
+};
+
+} // namespace xmem
