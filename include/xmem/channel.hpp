@@ -153,6 +153,7 @@ public:
 	[[nodiscard]] bool valid() const noexcept { return fd_.valid(); }
 
 private:
+	friend class listener;
 	explicit channel(unique_fd fd) noexcept : fd_(std::move(fd)) {}
 
 	unique_fd fd_;

@@ -86,9 +86,10 @@ class memory
 public:
 	/*
 	 * Creates @size bytes (> 0; rounded up by the kernel to pages when
-	 * mapped) of exclusive memory named @name (at most 239 bytes, no '/';
-	 * shown as /memfd_exclusive:NAME in /proc/PID/maps; memfd_secret ignores
-	 * it). The fd is O_CLOEXEC.
+	 * mapped) of exclusive memory named @name (name rules of memfd_create(2):
+	 * at most MFD_EXCLUSIVE_NAME_MAX_LEN = 239 bytes, no NUL; shown as
+	 * /memfd_exclusive:NAME in /proc/PID/maps; memfd_secret ignores it).
+	 * The fd is O_CLOEXEC.
 	 * Errors: errc::invalid_size, errc::invalid_name, errc::no_backend (ENOSYS
 	 * from every allowed backend), or errno: EMFILE, ENOMEM, EPERM...
 	 * The throwing overload raises std::system_error with that code and says
