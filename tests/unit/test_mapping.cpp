@@ -169,3 +169,21 @@ BOOST_AUTO_TEST_CASE(future_write_seal_allows_only_read_only_mappings)
 	BOOST_TEST(!ec);
 	BOOST_TEST(r.valid());
 }
+
+BOOST_AUTO_TEST_CASE(exclusive_name_shows_in_maps_and_fd_link)
+{
+	if (test::suite_backend() != backend::exclusive)
+		return; /* memfd_secret has no names: every mapping reads "/secretmem" */
+	memory mem = memory::create("vault-key", 4096, test::suite_options());
+	mapping m = mapping::map(mem, access::read_only);
+	std::ifstream maps("/proc/self/maps");
+	std::string line;
+	bool found = false;
+	while (std::getline(maps, line))
+		found = found || line.find("/memfd_exclusive:vault-key") != std::string::npos;
+	BOOST_TEST(found);
+	char link[128] = {};
+	std::string proc = "/proc/self/fd/" + std::to_string(mem.fd().get());
+	BOOST_REQUIRE(::readlink(proc.c_str(), link, sizeof(link) - 1) > 0);
+	BOOST_TEST(std::string(link).rfind("/memfd_exclusive:vault-key", 0) == 0);
+}
