@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include <xmem/channel.hpp>
 
+#include "cmsg.hpp"
+
 #include <xmem/error.hpp>
 
 #include <algorithm>
@@ -15,22 +17,10 @@
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77 /* include/uapi/asm-generic/socket.h, Linux 6.5 */
 #endif
-#ifndef SCM_PIDFD
-#define SCM_PIDFD 0x04 /* include/linux/socket.h, Linux 6.5 */
-#endif
 
 namespace xmem {
 
 namespace {
-
-/* Room for scm_max_fd fds and one struct ucred, aligned for cmsghdr. */
-constexpr std::size_t control_capacity =
-	CMSG_SPACE(sizeof(int) * wire::scm_max_fd) + CMSG_SPACE(sizeof(struct ucred));
-
-union control_buffer {
-	struct cmsghdr align;
-	std::array<std::byte, control_capacity> bytes;
-};
 
 /* Fills @addr for @path; ENAMETOOLONG when it does not fit sun_path. */
 std::error_code make_address(const std::string &path, struct sockaddr_un &addr) noexcept
@@ -52,35 +42,26 @@ unique_fd seqpacket_socket(std::error_code &ec) noexcept
 }
 
 /*
- * Takes every fd of every control message into @fds before anything is
- * checked. Returns false when a control message of another kind came.
+ * One sendmsg(2) of @bytes with @fds (at most wire::scm_max_fd), MSG_NOSIGNAL,
+ * retried on EINTR: a SOCK_SEQPACKET send is atomic (unix_dgram_sendmsg()),
+ * so EINTR means nothing was sent and no fd goes twice.
  */
-bool take_control(struct msghdr &msg, std::vector<unique_fd> &fds,
-		  std::optional<peer_credentials> &sender) noexcept
+void send_encoded(borrowed_fd sock, std::span<const std::byte> bytes,
+		  std::span<const borrowed_fd> fds, std::error_code &ec) noexcept
 {
-	bool only_expected = true;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-		const std::size_t payload = c->cmsg_len - CMSG_LEN(0);
-		if (c->cmsg_level == SOL_SOCKET &&
-		    (c->cmsg_type == SCM_RIGHTS || c->cmsg_type == SCM_PIDFD)) {
-			const std::size_t n = payload / sizeof(int);
-			for (std::size_t i = 0; i < n; i++) {
-				int fd;
-				std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-				fds.emplace_back(fd); /* capacity reserved: no throw */
-			}
-			if (c->cmsg_type == SCM_PIDFD)
-				only_expected = false;
-		} else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
-			   payload >= sizeof(struct ucred)) {
-			struct ucred uc;
-			std::memcpy(&uc, CMSG_DATA(c), sizeof(uc));
-			sender = peer_credentials{uc.pid, uc.uid, uc.gid};
-		} else {
-			only_expected = false;
-		}
-	}
-	return only_expected;
+	struct iovec iov;
+	struct msghdr msg;
+	detail::max_control_buffer control;
+	detail::build_send(msg, iov, bytes, control.bytes, fds);
+
+	ssize_t n;
+	do {
+		n = ::sendmsg(sock.get(), &msg, MSG_NOSIGNAL);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0)
+		ec = detail::errno_code(errno);
+	else if (static_cast<std::size_t>(n) != bytes.size())
+		ec = detail::errno_code(EIO);
 }
 
 /* A peer's errno from an error message, or EPROTO when it is not one. */
@@ -211,35 +192,7 @@ void channel::send(const wire::header &h, std::span<const borrowed_fd> fds,
 	auto bytes = wire::encode(copy, ec);
 	if (ec)
 		return;
-
-	struct iovec iov = {bytes.data(), bytes.size()};
-	struct msghdr msg = {};
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-
-	control_buffer control = {};
-	if (!fds.empty()) {
-		msg.msg_control = control.bytes.data();
-		msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-		struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-		for (std::size_t i = 0; i < fds.size(); i++) {
-			int fd = fds[i].get();
-			std::memcpy(CMSG_DATA(c) + i * sizeof(int), &fd, sizeof(fd));
-		}
-	}
-
-	ssize_t n;
-	do {
-		/* EINTR means nothing was sent: a SOCK_SEQPACKET send is atomic. */
-		n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0)
-		ec = detail::errno_code(errno);
-	else if (static_cast<std::size_t>(n) != bytes.size())
-		ec = detail::errno_code(EIO);
+	send_encoded(fd_, bytes, fds, ec);
 }
 
 void channel::send(const wire::header &h, std::span<const borrowed_fd> fds)
@@ -279,58 +232,45 @@ void channel::send_error(int err, std::string_view name)
 	send(h);
 }
 
-message channel::receive(std::error_code &ec) noexcept
+message channel::receive_one(std::size_t max_fds, std::error_code &ec) noexcept
 {
 	ec.clear();
 	message out;
 	std::array<std::byte, wire::header_size> payload;
-	control_buffer control;
+	detail::max_control_buffer control;
+	const std::size_t controllen = detail::control_space(max_fds);
 	try {
-		/* Room for every fd the control buffer can carry, so owning them cannot throw. */
-		out.fds.reserve(max_fds_ + 1);
+		/* A slot for every fd the control buffer can carry: owning them cannot fail. */
+		out.fds.resize(detail::fds_fitting(controllen));
 	} catch (const std::bad_alloc &) {
 		ec = detail::errno_code(ENOMEM);
 		return out;
 	}
 
-	struct iovec iov = {payload.data(), payload.size()};
-	struct msghdr msg = {};
-	msg.msg_iov = &iov;
-	msg.msg_iovlen = 1;
-	msg.msg_control = control.bytes.data();
-	msg.msg_controllen = CMSG_SPACE(sizeof(int) * max_fds_) + CMSG_SPACE(sizeof(struct ucred));
-
+	struct iovec iov;
+	struct msghdr msg;
+	detail::build_receive(msg, iov, payload, std::span(control.bytes).first(controllen));
 	ssize_t n;
 	do {
 		n = ::recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC);
 	} while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		ec = detail::errno_code(errno);
+		out.fds.clear();
 		return out;
 	}
 
-	/* Own every fd first: from here on, any return closes them. */
-	bool only_expected = take_control(msg, out.fds, out.sender);
-
-	if (msg.msg_flags & MSG_CTRUNC)
-		ec = errc::control_truncated;
-	else if (n == 0 && out.fds.empty())
-		ec = errc::peer_closed;
-	else if (msg.msg_flags & MSG_TRUNC)
-		ec = errc::payload_truncated;
-	else if (!only_expected)
-		ec = errc::unexpected_control;
-	else if (out.fds.size() > max_fds_)
-		ec = errc::too_many_fds; /* fit in the alignment slack of the buffer */
-	else if (static_cast<std::size_t>(n) != wire::header_size)
-		ec = errc::bad_header;
-	if (!ec)
-		out.header = wire::decode(payload, ec);
-	if (!ec && out.header.fd_count != out.fds.size())
-		ec = errc::fd_count_mismatch;
-	if (ec)
-		out.fds.clear();
+	detail::fd_sink sink{out.fds, 0, 0};
+	ec = detail::finish_receive(msg, static_cast<std::size_t>(n), payload, max_fds, sink,
+				    out.sender, out.header);
+	/* Drop the empty slots; shrinking moves nothing and cannot throw. */
+	out.fds.erase(out.fds.begin() + static_cast<std::ptrdiff_t>(sink.count), out.fds.end());
 	return out;
+}
+
+message channel::receive(std::error_code &ec) noexcept
+{
+	return receive_one(max_fds_, ec);
 }
 
 message channel::receive()
@@ -370,6 +310,121 @@ received_memory channel::receive_memory(const requirements &req)
 					       : std::string("size from header")) +
 				     ", seals " + to_string(req.seals) + ")");
 	return r;
+}
+
+void channel::send_batch(const wire::header &h, std::span<const borrowed_fd> fds,
+			 std::error_code &ec) noexcept
+{
+	ec.clear();
+	const std::size_t parts = std::max<std::size_t>(1, (fds.size() + wire::scm_max_fd - 1) /
+							    wire::scm_max_fd);
+	if (parts > wire::max_batch_parts) {
+		ec = errc::too_many_fds;
+		return;
+	}
+	wire::header part;
+	try {
+		part = h;
+	} catch (const std::bad_alloc &) {
+		ec = detail::errno_code(ENOMEM);
+		return;
+	}
+	/* Encode every part first: nothing goes out unless all of it can. */
+	std::vector<std::array<std::byte, wire::header_size>> encoded;
+	try {
+		encoded.resize(parts);
+	} catch (const std::bad_alloc &) {
+		ec = detail::errno_code(ENOMEM);
+		return;
+	}
+	part.batch_count = static_cast<std::uint16_t>(parts);
+	for (std::size_t i = 0; i < parts; i++) {
+		const std::size_t first = i * wire::scm_max_fd;
+		part.batch_index = static_cast<std::uint16_t>(i);
+		part.fd_count = static_cast<std::uint32_t>(
+			std::min(wire::scm_max_fd, fds.size() - std::min(first, fds.size())));
+		encoded[i] = wire::encode(part, ec);
+		if (ec)
+			return;
+	}
+	for (std::size_t i = 0; i < parts && !ec; i++) {
+		const std::size_t first = std::min(i * wire::scm_max_fd, fds.size());
+		const std::size_t count = std::min(wire::scm_max_fd, fds.size() - first);
+		send_encoded(fd_, encoded[i], fds.subspan(first, count), ec);
+	}
+}
+
+void channel::send_batch(const wire::header &h, std::span<const borrowed_fd> fds)
+{
+	std::error_code ec;
+	send_batch(h, fds, ec);
+	detail::throw_if(ec, "sending a batch of " + std::to_string(fds.size()) + " fds");
+}
+
+message channel::receive_batch(std::size_t max_total_fds, std::error_code &ec) noexcept
+{
+	message out = receive_one(std::min(max_total_fds, wire::scm_max_fd), ec);
+	if (ec)
+		return out;
+	const std::size_t parts = out.header.batch_count;
+	if (parts <= 1) {
+		out.header.batch_count = 0;
+		return out;
+	}
+	if (out.header.batch_index != 0 || out.fds.empty()) {
+		/* Out of order, or a part without fds would let a peer stretch a batch for free. */
+		ec = errc::bad_header;
+		out.fds.clear();
+		return out;
+	}
+	try {
+		out.fds.reserve(std::min(max_total_fds, parts * wire::scm_max_fd));
+	} catch (const std::bad_alloc &) {
+		ec = detail::errno_code(ENOMEM);
+		out.fds.clear();
+		return out;
+	}
+
+	for (std::size_t i = 1; i < parts; i++) {
+		const std::size_t room = max_total_fds - out.fds.size();
+		if (room == 0) {
+			ec = errc::too_many_fds;
+			break;
+		}
+		/* One more than the room, so a part that overruns it is seen as too many. */
+		message part = receive_one(std::min(room + 1, wire::scm_max_fd), ec);
+		if (ec)
+			break;
+		const wire::header &ph = part.header;
+		if (part.fds.size() > room) {
+			ec = errc::too_many_fds;
+		} else if (ph.batch_index != i || ph.batch_count != parts || ph.kind != out.header.kind ||
+			   ph.size != out.header.size || ph.seals != out.header.seals ||
+			   ph.name != out.header.name || part.fds.empty()) {
+			ec = errc::bad_header;
+		}
+		if (ec)
+			break;
+		for (unique_fd &fd : part.fds)
+			out.fds.push_back(std::move(fd)); /* reserved: no throw */
+	}
+	if (ec) {
+		out.fds.clear(); /* all or nothing */
+		return out;
+	}
+	out.header.fd_count = static_cast<std::uint32_t>(out.fds.size());
+	out.header.batch_index = 0;
+	out.header.batch_count = 0;
+	return out;
+}
+
+message channel::receive_batch(std::size_t max_total_fds)
+{
+	std::error_code ec;
+	message m = receive_batch(max_total_fds, ec);
+	detail::throw_if(ec, "receiving a batch of at most " + std::to_string(max_total_fds) +
+				     " fds");
+	return m;
 }
 
 peer_credentials channel::peer() const

@@ -17,7 +17,8 @@ constexpr std::size_t off_fd_count = 8;
 constexpr std::size_t off_seals = 12;
 constexpr std::size_t off_size = 16;
 constexpr std::size_t off_error = 24;
-constexpr std::size_t off_reserved = 28;
+constexpr std::size_t off_batch_index = 28;
+constexpr std::size_t off_batch_count = 30;
 constexpr std::size_t off_name = 32;
 constexpr std::size_t name_field = header_size - off_name; /* 64 */
 static_assert(name_field == name_max + 1);
@@ -36,6 +37,12 @@ T get(std::span<const std::byte> in, std::size_t off) noexcept
 	return value;
 }
 
+/* Outside a batch both are 0; inside, index < count. */
+bool valid_batch(std::uint16_t index, std::uint16_t count) noexcept
+{
+	return count == 0 ? index == 0 : index < count;
+}
+
 bool valid_name(std::string_view name) noexcept
 {
 	return name.size() <= name_max && name.find('\0') == name.npos &&
@@ -48,7 +55,8 @@ std::array<std::byte, header_size> encode(const header &h, std::error_code &ec) 
 {
 	std::array<std::byte, header_size> out{};
 	ec.clear();
-	if (!valid_name(h.name) || (h.seals.bits() & ~seals::all) || h.fd_count > scm_max_fd) {
+	if (!valid_name(h.name) || (h.seals.bits() & ~seals::all) || h.fd_count > scm_max_fd ||
+	    !valid_batch(h.batch_index, h.batch_count)) {
 		ec = errc::bad_header;
 		return out;
 	}
@@ -59,7 +67,8 @@ std::array<std::byte, header_size> encode(const header &h, std::error_code &ec) 
 	put<std::uint32_t>(out, off_seals, h.seals.bits());
 	put<std::uint64_t>(out, off_size, h.size);
 	put<std::int32_t>(out, off_error, h.error);
-	put<std::uint32_t>(out, off_reserved, 0);
+	put<std::uint16_t>(out, off_batch_index, h.batch_index);
+	put<std::uint16_t>(out, off_batch_count, h.batch_count);
 	std::memcpy(out.data() + off_name, h.name.data(), h.name.size());
 	return out;
 }
@@ -84,8 +93,10 @@ header decode(std::span<const std::byte> in, std::error_code &ec) noexcept
 	unsigned bits = get<std::uint32_t>(in, off_seals);
 	h.size = get<std::uint64_t>(in, off_size);
 	h.error = get<std::int32_t>(in, off_error);
+	h.batch_index = get<std::uint16_t>(in, off_batch_index);
+	h.batch_count = get<std::uint16_t>(in, off_batch_count);
 	if (h.fd_count > scm_max_fd || (bits & ~seals::all) ||
-	    get<std::uint32_t>(in, off_reserved) != 0)
+	    !valid_batch(h.batch_index, h.batch_count))
 		return {};
 	h.seals = seals(bits);
 

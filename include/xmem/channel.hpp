@@ -111,6 +111,36 @@ public:
 	void send(const wire::header &h, std::span<const borrowed_fd> fds,
 		  std::error_code &ec) noexcept;
 
+	/*
+	 * Sends any number of fds (up to wire::scm_max_fd * wire::max_batch_parts)
+	 * as one batch: ceil(n / 253) messages, each a copy of @h with fd_count,
+	 * batch_index and batch_count set (docs/protocol.md, "Batches"). Every
+	 * check is made before the first message goes: errc::bad_header (from
+	 * wire::encode), errc::too_many_fds. Each message is retried on EINTR
+	 * and a SOCK_SEQPACKET send is all or nothing, so no fd is sent twice.
+	 * An error after the first part (EPIPE, a timeout) leaves the batch
+	 * incomplete; the receiver then closes every fd of it. With no fds, one
+	 * message of batch 1 part 0 is sent.
+	 */
+	void send_batch(const wire::header &h, std::span<const borrowed_fd> fds);
+	void send_batch(const wire::header &h, std::span<const borrowed_fd> fds,
+			std::error_code &ec) noexcept;
+
+	/*
+	 * Receives one batch and reassembles it: header of part 0 (fd_count set
+	 * to the total, batch fields cleared), every fd in order. A message
+	 * outside a batch (batch_count 0) is taken as a batch of one. All or
+	 * nothing: on any error every fd received so far is closed. Errors: those
+	 * of receive(); errc::too_many_fds or errc::control_truncated when the
+	 * batch would exceed @max_total_fds (the caller's fd budget for it: each
+	 * part is received with room for at most one fd past it, so the process
+	 * never holds more than @max_total_fds + 1 of the batch's fds);
+	 * errc::bad_header when a part is out of order, of another kind or
+	 * batch, or carries no fds.
+	 */
+	message receive_batch(std::size_t max_total_fds);
+	message receive_batch(std::size_t max_total_fds, std::error_code &ec) noexcept;
+
 	/* Asks the peer for the region called @name. */
 	void send_request(std::string_view name);
 	/* Sends @mem, announcing its current size and seals (read from the kernel). */
@@ -155,6 +185,7 @@ public:
 private:
 	friend class listener;
 	explicit channel(unique_fd fd) noexcept : fd_(std::move(fd)) {}
+	message receive_one(std::size_t max_fds, std::error_code &ec) noexcept;
 
 	unique_fd fd_;
 	std::size_t max_fds_ = default_max_fds;

@@ -148,3 +148,41 @@ BOOST_AUTO_TEST_CASE(decode_rejects_bad_names)
 	b[32 + 1] = std::byte{'/'};
 	BOOST_TEST((decode_error(b) == errc::bad_header));
 }
+
+BOOST_AUTO_TEST_CASE(batch_fields_round_trip_and_are_checked)
+{
+	/* Offsets 28 and 30 (once "u32 reserved, must be 0"): batch_index, batch_count. */
+	wire::header h = sample();
+	h.batch_index = 1;
+	h.batch_count = 2;
+	auto b = bytes_of(h);
+	std::uint16_t index, count;
+	std::memcpy(&index, b.data() + 28, 2);
+	std::memcpy(&count, b.data() + 30, 2);
+	BOOST_TEST(index == 1u);
+	BOOST_TEST(count == 2u);
+	std::error_code ec;
+	wire::header back = wire::decode(b, ec);
+	BOOST_TEST(!ec);
+	BOOST_TEST(back.batch_index == 1u);
+	BOOST_TEST(back.batch_count == 2u);
+
+	/* Outside a batch the field is all zero, as the reserved field was. */
+	b = bytes_of(sample());
+	std::uint32_t reserved;
+	std::memcpy(&reserved, b.data() + 28, 4);
+	BOOST_TEST(reserved == 0u);
+
+	/* index not below count, or an index outside a batch */
+	for (auto [i, n] : {std::pair<std::uint16_t, std::uint16_t>{2, 2}, {1, 0}, {0xffff, 1}}) {
+		h = sample();
+		h.batch_index = i;
+		h.batch_count = n;
+		wire::encode(h, ec);
+		BOOST_TEST((ec == errc::bad_header));
+		b = bytes_of(sample());
+		poke<std::uint16_t>(b, 28, i);
+		poke<std::uint16_t>(b, 30, n);
+		BOOST_TEST((decode_error(b) == errc::bad_header));
+	}
+}
