@@ -50,10 +50,13 @@ constexpr std::size_t fds_fitting(std::size_t controllen) noexcept
 	return controllen / sizeof(int);
 }
 
-/* A control buffer aligned for struct cmsghdr, holding @Bytes bytes. */
+/*
+ * A control buffer aligned for struct cmsghdr, holding @Bytes bytes. (Not a
+ * union with cmsghdr: its flexible array member could not sit inside the
+ * server's peer slots.)
+ */
 template <std::size_t Bytes>
-union control_buffer {
-	struct cmsghdr align;
+struct alignas(struct cmsghdr) control_buffer {
 	std::array<std::byte, Bytes> bytes;
 };
 

@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * server: hands exclusive memory to many peers at once.
+ *
+ * One thread serves every connected peer of a listener. Each peer sends
+ * requests (wire kind request, no fds); a handler decides, from the peer's
+ * credentials, its pidfd and the request, to reply with memory (one fd,
+ * SCM_RIGHTS) or with an errno. A peer that breaks the protocol, stalls past
+ * its timeout or floods is logged and closed; every other peer goes on being
+ * served (fd-passing cases 11, 12, 15).
+ *
+ * Engines: io_uring (liburing: IORING_OP_ACCEPT, IORING_OP_RECVMSG with
+ * MSG_CMSG_CLOEXEC, IORING_OP_SENDMSG with MSG_NOSIGNAL), and epoll with
+ * non-blocking sockets when io_uring is unavailable (io_uring_setup(2)
+ * failing with ENOSYS, EPERM from kernel.io_uring_disabled or a seccomp
+ * filter, or an operation missing from the kernel's probe) or when asked.
+ * Both take messages apart with the one SCM_RIGHTS core channel uses, so a
+ * request is checked exactly as channel::receive() checks it.
+ *
+ * Bounded resources: peer state is fixed (server::peer_state_bytes each,
+ * allocated once for options.max_peers); a peer holds at most 3 fds in the
+ * server (its socket, its pidfd, the reply in flight); a peer beyond
+ * max_peers is sent EBUSY and closed.
+ */
+#pragma once
+
+#include <xmem/channel.hpp>
+#include <xmem/unique_fd.hpp>
+#include <xmem/wire.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace xmem {
+
+enum class server_engine { io_uring, epoll };
+
+/* "io_uring" or "epoll". */
+std::string_view to_string(server_engine e) noexcept;
+
+/* What a request handler is told. Valid only during the call. */
+struct request_context {
+	std::uint64_t peer;		/* this connection's id, unique for the server's life */
+	peer_credentials cred;		/* SO_PEERCRED, recorded at connect(): for uid checks */
+	/*
+	 * SO_PEERPIDFD (Linux 6.5+): names the peer process and, unlike
+	 * cred.pid, can never come to name another one after it exits. Use it
+	 * for decisions that name a process (pidfd_send_signal(2), reading
+	 * /proc through it). -1 where the kernel lacks SO_PEERPIDFD.
+	 */
+	borrowed_fd pidfd;
+	const wire::header &request;	/* kind request, fd_count 0, batch fields 0 */
+};
+
+/* A handler's answer. */
+struct reply {
+	/*
+	 * Memory to hand over: sent with its size (fstat) and seals
+	 * (F_GET_SEALS) as the kernel reports them, named as the request.
+	 * The server closes it once sent.
+	 */
+	unique_fd memory;
+	/* When memory is not set: the errno the peer gets (0 or out of range: EIO). */
+	int error = 0;
+
+	/* Hands over a duplicate of @m's fd (F_DUPFD_CLOEXEC). Throws std::system_error. */
+	static reply share(const xmem::memory &m);
+	/* Refuses with errno @err (EACCES, ENOENT, ...). */
+	static reply refuse(int err) noexcept;
+};
+
+/* One thing that went wrong with one peer; that peer has been closed. */
+struct log_event {
+	std::uint64_t peer;
+	peer_credentials cred;
+	std::error_code error;	/* errc::..., errno, or std::errc::timed_out */
+	std::string_view what;	/* "receive", "send", "timeout", "flood", "peer limit", ... */
+};
+
+struct server_options {
+	/* Peers connected at once (>= 1); more are sent EBUSY and closed. */
+	std::size_t max_peers = 1024;
+	/*
+	 * A peer must send its next request, and take the reply to it, within
+	 * this (> 0) of connecting or of its last reply: one that connects and
+	 * never sends, or stops reading its replies, is closed (errc: timed_out).
+	 */
+	std::chrono::milliseconds peer_timeout{10000};
+	/*
+	 * Flood limit: requests a peer may send per second, sustained, with
+	 * bursts of up to @request_burst (a token bucket). 0: no limit. A peer
+	 * over it is closed (errno EBUSY in the log).
+	 */
+	unsigned requests_per_second = 1000;
+	unsigned request_burst = 256;
+	/* Serve with epoll even when io_uring is available. */
+	bool force_epoll = false;
+	/* Ask SO_PEERPIDFD for every peer (one more fd per peer). */
+	bool peer_pidfds = true;
+};
+
+/* Counters since construction; readable from any thread. */
+struct server_stats {
+	std::uint64_t accepted;		/* peers taken on */
+	std::uint64_t refused;		/* sent EBUSY: at max_peers */
+	std::uint64_t served;		/* replies sent (memory or errno) */
+	std::uint64_t closed;		/* peers that went, for any reason */
+	std::uint64_t errors;		/* of which the server closed (each logged) */
+	std::uint64_t timeouts;		/* of those, at peer_timeout */
+	std::uint64_t floods;		/* of those, over the flood limit */
+	std::uint64_t active;		/* connected now */
+};
+
+class server
+{
+public:
+	using handler = std::function<reply(const request_context &)>;
+	using logger = std::function<void(const log_event &)>;
+
+	/* Bytes of server state per peer slot (fixed; all allocated up front). */
+	static const std::size_t peer_state_bytes;
+
+	/*
+	 * Serves @l with @h (called on the serving thread; it must not block:
+	 * every peer waits while it runs). @log gets each peer's failure; may be
+	 * empty. Picks the engine (see the top of this file). Throws
+	 * std::system_error: EINVAL for max_peers 0 or peer_timeout <= 0;
+	 * errno from eventfd(2), epoll_create1(2).
+	 */
+	server(listener l, handler h, server_options opts = {}, logger log = {});
+	server(const server &) = delete;
+	server &operator=(const server &) = delete;
+	/* run() must have returned. Closes every peer, the listener unlinks its path. */
+	~server();
+
+	[[nodiscard]] server_engine engine() const noexcept;
+	/* Why io_uring is not used ("" when it is): the failing call and its errno. */
+	[[nodiscard]] const std::string &fallback_reason() const noexcept;
+
+	/*
+	 * Serves until stop(); then closes every peer and returns. Call from
+	 * one thread at a time. Throws std::system_error when the server itself
+	 * fails (io_uring_enter(2), epoll_wait(2) errors other than EINTR).
+	 */
+	void run();
+	/* Makes run() return soon. Thread-safe and async-signal-safe (eventfd write). */
+	void stop() noexcept;
+
+	[[nodiscard]] server_stats stats() const noexcept;
+
+	struct impl;
+
+private:
+	std::unique_ptr<impl> impl_;
+};
+
+} // namespace xmem

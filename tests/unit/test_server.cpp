@@ -1,0 +1,684 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The server (include/xmem/server.hpp) on both engines: io_uring, and epoll
+ * (forced by option, and chosen by itself when io_uring_setup(2) is refused
+ * by a seccomp filter). 1,000 peers; hostile peers (never sends, sends and
+ * never reads, floods, closes while its reply is in flight, garbage); the
+ * cases of ../shared/cases/fd-passing.md that need many peers: 14 (peer
+ * pidfds, uid checks) and 15 (one stalled client among many). Every test
+ * checks the process's count of open fds afterwards.
+ */
+#define BOOST_TEST_MODULE server
+#include <boost/test/unit_test.hpp>
+
+#include "helpers.hpp"
+
+#include <xmem/server.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <functional>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <mutex>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace xmem;
+using namespace std::chrono_literals;
+
+namespace {
+
+const bool engines[] = {false, true}; /* force_epoll */
+
+/* Polls @pred every 2 ms for up to @limit. */
+bool wait_until(const std::function<bool()> &pred, std::chrono::milliseconds limit = 5000ms)
+{
+	const auto end = std::chrono::steady_clock::now() + limit;
+	while (!pred()) {
+		if (std::chrono::steady_clock::now() > end)
+			return false;
+		std::this_thread::sleep_for(2ms);
+	}
+	return true;
+}
+
+/* RLIMIT_NOFILE of at least @n (raising the hard limit too when root). */
+void ensure_nofile(rlim_t n)
+{
+	struct rlimit rl;
+	BOOST_REQUIRE(::getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	if (rl.rlim_cur >= n)
+		return;
+	rl.rlim_cur = n;
+	if (rl.rlim_max < n)
+		rl.rlim_max = n;
+	BOOST_REQUIRE_MESSAGE(::setrlimit(RLIMIT_NOFILE, &rl) == 0,
+			      "RLIMIT_NOFILE must allow " << n << " fds for this test");
+}
+
+/* A server on its own thread, with its log kept for the test to read. */
+struct running_server {
+	std::string dir = test::temp_dir();
+	std::string path = dir + "/server.sock";
+	std::unique_ptr<server> srv;
+	std::thread thread;
+	std::mutex mutex;
+	std::vector<std::pair<std::string, std::error_code>> log;
+	std::exception_ptr failure;
+
+	running_server(server_options opts, server::handler h)
+	{
+		srv = std::make_unique<server>(
+			listener::bind(path, 0600, 1024), std::move(h), opts,
+			[this](const log_event &e) {
+				std::lock_guard<std::mutex> g(mutex);
+				log.emplace_back(std::string(e.what), e.error);
+			});
+		thread = std::thread([this] {
+			try {
+				srv->run();
+			} catch (...) {
+				failure = std::current_exception();
+			}
+		});
+	}
+
+	~running_server() { stop(); }
+
+	void stop()
+	{
+		if (thread.joinable()) {
+			srv->stop();
+			thread.join();
+		}
+		srv.reset();
+		::rmdir(dir.c_str());
+	}
+
+	/* Log entries whose "what" starts with @what. */
+	std::size_t logged(std::string_view what, std::error_code ec = {})
+	{
+		std::lock_guard<std::mutex> g(mutex);
+		std::size_t n = 0;
+		for (auto &[w, e] : log)
+			n += w.rfind(what, 0) == 0 && (!ec || e == ec);
+		return n;
+	}
+
+	server_stats stats() const { return srv->stats(); }
+};
+
+server_options options(bool force_epoll)
+{
+	server_options o;
+	o.force_epoll = force_epoll;
+	return o;
+}
+
+/* The handler most tests use: @mem for any name but "missing" (ENOENT). */
+server::handler serve(const memory &mem)
+{
+	return [&mem](const request_context &c) {
+		if (c.request.name == "missing")
+			return reply::refuse(ENOENT);
+		return reply::share(mem);
+	};
+}
+
+/* One request on @ch, answered with @size bytes of memory. */
+void request_ok(channel &ch, std::size_t size = 4096)
+{
+	ch.send_request("key");
+	requirements req;
+	req.size = size;
+	received_memory got = ch.receive_memory(req);
+	BOOST_TEST(got.size == size);
+}
+
+/* Raw bytes on a fresh connection to @path. */
+unique_fd raw_connect(const std::string &path)
+{
+	unique_fd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+	struct sockaddr_un addr = {};
+	addr.sun_family = AF_UNIX;
+	std::strcpy(addr.sun_path, path.c_str());
+	BOOST_REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) == 0);
+	return fd;
+}
+
+/* True when the server has closed @fd (recv sees end of file or a reset). */
+bool closed_by_server(int fd)
+{
+	char buf[256];
+	for (;;) {
+		ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n == 0 || (n < 0 && errno == ECONNRESET))
+			return true;
+		if (n < 0)
+			return false;
+	}
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(serves_memory_and_errors_on_both_engines)
+{
+	memory mem = memory::create("served", 4096, test::suite_options());
+	{
+		mapping w = mapping::map(mem, access::read_write);
+		std::memcpy(w.data(), "handed over", 11);
+	}
+	const std::size_t before = test::open_fd_count();
+	for (bool epoll : engines) {
+		running_server s(options(epoll), serve(mem));
+		if (epoll) {
+			BOOST_TEST((s.srv->engine() == server_engine::epoll));
+			BOOST_TEST(s.srv->fallback_reason().find("force_epoll") != std::string::npos);
+		} else {
+			/* This host's kernel has io_uring; a kernel without it: see the fallback test. */
+			BOOST_TEST((s.srv->engine() == server_engine::io_uring),
+				   "fell back: " << s.srv->fallback_reason());
+			BOOST_TEST(s.srv->fallback_reason().empty());
+		}
+		{
+			channel ch = channel::connect(s.path);
+			for (int i = 0; i < 3; i++) {
+				ch.send_request("key");
+				received_memory got = ch.receive_memory({});
+				BOOST_TEST(got.size == 4096u);
+				BOOST_TEST((got.memory.backend() == test::suite_backend()));
+				BOOST_TEST(got.name == "key");
+				mapping r = mapping::map(got.memory, access::read_only);
+				BOOST_TEST(std::memcmp(r.data(), "handed over", 11) == 0);
+			}
+			/* A refusal is a reply: the connection stays and serves again. */
+			ch.send_request("missing");
+			std::error_code ec;
+			ch.receive_memory({}, ec);
+			BOOST_TEST((ec == std::errc::no_such_file_or_directory));
+			request_ok(ch);
+		}
+		BOOST_TEST(wait_until([&] { return s.stats().active == 0; }));
+		server_stats st = s.stats();
+		BOOST_TEST(st.served == 5u);
+		BOOST_TEST(st.errors == 0u);
+		s.stop();
+		BOOST_TEST(!s.failure);
+		BOOST_TEST(test::open_fd_count() == before, "engine epoll=" << epoll);
+	}
+}
+
+namespace {
+
+/* In a child: a seccomp filter making io_uring_setup(2) fail with @err. */
+bool refuse_io_uring_setup(int err)
+{
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (static_cast<unsigned>(err) & 0xfff)),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {static_cast<unsigned short>(std::size(filter)), filter};
+	return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+	       ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(falls_back_to_epoll_when_io_uring_setup_is_refused)
+{
+	/* ENOSYS: a kernel without io_uring; EPERM: io_uring_disabled=2 or a container's filter. */
+	for (int err : {ENOSYS, EPERM}) {
+		pid_t pid = ::fork();
+		BOOST_REQUIRE(pid >= 0);
+		if (pid == 0) {
+			/* Exit status: 0 ok, 2 no filter, 3 wrong engine, 4 no reason, 5 not served. */
+			int status = 0;
+			try {
+				if (!refuse_io_uring_setup(err))
+					::_exit(2);
+				memory mem = memory::create("fb", 4096, test::suite_options());
+				running_server s(options(false), serve(mem));
+				if (s.srv->engine() != server_engine::epoll)
+					status = 3;
+				else if (s.srv->fallback_reason().find(std::strerror(err)) ==
+					 std::string::npos)
+					status = 4;
+				channel ch = channel::connect(s.path);
+				ch.send_request("key");
+				if (ch.receive_memory({}).size != 4096)
+					status = 5;
+			} catch (...) {
+				status = 5;
+			}
+			::_exit(status);
+		}
+		int status = -1;
+		BOOST_REQUIRE(::waitpid(pid, &status, 0) == pid);
+		BOOST_TEST(WIFEXITED(status));
+		BOOST_TEST(WEXITSTATUS(status) == 0, "errno " << err << ": child exit "
+							     << WEXITSTATUS(status));
+	}
+}
+
+BOOST_AUTO_TEST_CASE(serves_1000_peers_at_once_on_both_engines)
+{
+	constexpr std::size_t peers = 1000;
+	ensure_nofile(8192);
+	memory mem = memory::create("many", 4096, test::suite_options());
+	const std::size_t before = test::open_fd_count();
+	for (bool epoll : engines) {
+		server_options o = options(epoll);
+		o.max_peers = 1024;
+		running_server s(o, serve(mem));
+		{
+			std::vector<channel> clients;
+			for (std::size_t i = 0; i < peers; i++)
+				clients.push_back(channel::connect(s.path));
+			BOOST_TEST(wait_until([&] { return s.stats().active == peers; }));
+			/* All ask at once, then all read: every request is in flight together. */
+			for (auto &c : clients)
+				c.send_request("key");
+			std::size_t ok = 0;
+			for (auto &c : clients) {
+				std::error_code ec;
+				received_memory r = c.receive_memory({}, ec);
+				ok += !ec && r.size == 4096;
+			}
+			BOOST_TEST(ok == peers);
+			/* and once more, so every peer is served twice */
+			for (auto &c : clients)
+				c.send_request("key");
+			for (auto &c : clients)
+				ok += c.receive_memory({}).size == 4096;
+			BOOST_TEST(ok == 2 * peers);
+			BOOST_TEST(wait_until([&] { return s.stats().served == 2 * peers; }));
+			BOOST_TEST(s.stats().active == peers);
+		}
+		BOOST_TEST(wait_until([&] { return s.stats().active == 0; }));
+		BOOST_TEST(s.stats().errors == 0u);
+		s.stop();
+		BOOST_TEST(test::open_fd_count() == before, "engine epoll=" << epoll);
+	}
+}
+
+BOOST_AUTO_TEST_CASE(peers_beyond_max_peers_are_told_ebusy)
+{
+	memory mem = memory::create("cap", 4096, test::suite_options());
+	const std::size_t before = test::open_fd_count();
+	for (bool epoll : engines) {
+		server_options o = options(epoll);
+		o.max_peers = 4;
+		running_server s(o, serve(mem));
+		{
+			std::vector<channel> in;
+			for (int i = 0; i < 4; i++)
+				in.push_back(channel::connect(s.path));
+			BOOST_TEST(wait_until([&] { return s.stats().active == 4; }));
+			channel extra = channel::connect(s.path);
+			std::error_code ec;
+			extra.receive_memory({}, ec);
+			BOOST_TEST((ec == std::errc::device_or_resource_busy));
+			BOOST_TEST(s.stats().refused == 1u);
+			BOOST_TEST(s.logged("peer limit") == 1u);
+			for (auto &c : in)
+				request_ok(c);
+		}
+		BOOST_TEST(wait_until([&] { return s.stats().active == 0; }));
+		s.stop();
+		BOOST_TEST(test::open_fd_count() == before);
+	}
+}
+
+BOOST_AUTO_TEST_CASE(hostile_peer_that_never_sends_is_timed_out)
+{
+	memory mem = memory::create("idle", 4096, test::suite_options());
+	for (bool epoll : engines) {
+		server_options o = options(epoll);
+		o.peer_timeout = 300ms;
+		running_server s(o, serve(mem));
+		const std::size_t before = test::open_fd_count();
+		{
+			unique_fd idle = raw_connect(s.path);
+			/* Served meanwhile, with time to spare. */
+			channel good = channel::connect(s.path);
+			request_ok(good);
+			BOOST_TEST(wait_until([&] { return s.stats().timeouts >= 1; }));
+			BOOST_TEST(s.logged("timeout: no request",
+					    std::make_error_code(std::errc::timed_out)) >= 1u);
+			BOOST_TEST(closed_by_server(idle.get()));
+		}
+		BOOST_TEST(wait_until([&] { return s.stats().active == 0; }));
+		BOOST_TEST(test::open_fd_count() == before);
+	}
+}
+
+BOOST_AUTO_TEST_CASE(hostile_peer_that_sends_headers_and_never_the_rest_is_closed)
+{
+	memory mem = memory::create("half", 4096, test::suite_options());
+	for (bool epoll : engines) {
+		server_options o = options(epoll);
+		o.peer_timeout = 300ms;
+		running_server s(o, serve(mem));
+		const std::size_t before = test::open_fd_count();
+		{
+			/* A header promising an fd that never comes (SEQPACKET: it came or it did not). */
+			unique_fd promise = raw_connect(s.path);
+			wire::header h;
+			h.kind = wire::kind::request;
+			h.fd_count = 1;
+			BOOST_REQUIRE(test::raw_send(promise.get(), test::encoded(h), {}) > 0);
+			/* Part 0 of a 2-part batch, then nothing: requests stand alone. */
+			unique_fd part = raw_connect(s.path);
+			h.fd_count = 0;
+			h.batch_count = 2;
+			BOOST_REQUIRE(test::raw_send(part.get(), test::encoded(h), {}) > 0);
+			/* A valid request, then silence. */
+			channel silent = channel::connect(s.path);
+			request_ok(silent);
+
+			BOOST_TEST(wait_until([&] { return closed_by_server(promise.get()); }));
+			BOOST_TEST(wait_until([&] { return closed_by_server(part.get()); }));
+			BOOST_TEST(s.logged("receive", errc::fd_count_mismatch) == 1u);
+			BOOST_TEST(s.logged("receive", errc::bad_header) == 1u);
+			BOOST_TEST(wait_until([&] { return closed_by_server(silent.fd().get()); }));
+			BOOST_TEST(s.logged("timeout: no request") == 1u);
+		}
+		BOOST_TEST(wait_until([&] { return s.stats().active == 0; }));
+		BOOST_TEST(test::open_fd_count() == before);
+	}
+}
+
+BOOST_AUTO_TEST_CASE(hostile_peer_that_floods_is_closed_and_others_served)
+{
+	memory mem = memory::create("flood", 4096, test::suite_options());
+	for (bool epoll : engines) {
+		server_options o = options(epoll);
+		o.requests_per_second = 50;
+		o.request_burst = 10;
+		running_server s(o, serve(mem));
+		const std::size_t before = test::open_fd_count();
+		{
+			channel good = channel::connect(s.path);
+			unique_fd flood = raw_connect(s.path);
+			auto bytes = test::encoded(wire::header{});
+			for (int i = 0; i < 200; i++) {
+				if (::send(flood.get(), bytes.data(), bytes.size(),
+					   MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+					break;
+			}
+			BOOST_TEST(wait_until([&] { return s.stats().floods == 1; }));
+			BOOST_TEST(s.logged("flood", std::make_error_code(std::errc::device_or_resource_busy)) == 1u);
+			BOOST_TEST(wait_until([&] { return closed_by_server(flood.get()); }));
+			request_ok(good);
+		}
+		BOOST_TEST(wait_until([&] { return s.stats().active == 0; }));
+		BOOST_TEST(test::open_fd_count() == before);
+	}
+}
+
+BOOST_AUTO_TEST_CASE(hostile_peer_that_closes_while_its_reply_is_in_flight)
+{
+	memory mem = memory::create("gone", 4096, test::suite_options());
+	for (bool epoll : engines) {
+		std::atomic<int> handled{0};
+		auto slow = [&](const request_context &c) {
+			if (c.request.name == "slow")
+				std::this_thread::sleep_for(100ms); /* the peer goes meanwhile */
+			handled++;
+			return reply::share(mem);
+		};
+		running_server s(options(epoll), slow);
+		const std::size_t before = test::open_fd_count();
+		{
+			channel gone = channel::connect(s.path);
+			gone.send_request("slow");
+			std::this_thread::sleep_for(20ms);
+			gone = channel();
+			BOOST_TEST(wait_until([&] { return s.stats().errors == 1; }));
+			BOOST_TEST(s.logged("send", std::make_error_code(std::errc::broken_pipe)) +
+					   s.logged("send", std::make_error_code(std::errc::connection_reset)) ==
+				   1u);
+			channel good = channel::connect(s.path);
+			request_ok(good);
+		}
+		BOOST_TEST(wait_until([&] { return s.stats().active == 0; }));
+		/* The reply's memory fd, duplicated for the send, was closed too. */
+		BOOST_TEST(test::open_fd_count() == before);
+	}
+}
+
+BOOST_AUTO_TEST_CASE(hostile_garbage_is_refused_and_closed)
+{
+	memory mem = memory::create("garbage", 4096, test::suite_options());
+	unique_fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+	for (bool epoll : engines) {
+		running_server s(options(epoll), serve(mem));
+		const std::size_t before = test::open_fd_count();
+
+		wire::header request;
+		auto good = test::encoded(request);
+		auto v2 = good;
+		v2[4] = std::byte{2};
+		wire::header mem_kind;
+		mem_kind.kind = wire::kind::memory;
+		mem_kind.size = 4096;
+		wire::header one_fd = request;
+		one_fd.fd_count = 1;
+		wire::header many_fds = request;
+		many_fds.fd_count = 30;
+		struct attempt {
+			std::vector<std::byte> payload;
+			std::vector<int> fds;
+			errc want;
+		} attempts[] = {
+			{std::vector<std::byte>(wire::header_size, std::byte{0xa5}), {}, errc::bad_header},
+			{v2, {}, errc::unsupported_version},
+			{std::vector<std::byte>(8, std::byte{1}), {}, errc::bad_header},
+			{std::vector<std::byte>(wire::header_size + 100), {}, errc::payload_truncated},
+			{test::encoded(mem_kind), {}, errc::bad_header},
+			/* fds with a request: the server's buffer has room for none */
+			{test::encoded(one_fd), {null.get()}, errc::too_many_fds},
+			{test::encoded(many_fds), std::vector<int>(30, null.get()),
+			 errc::control_truncated},
+		};
+		for (auto &a : attempts) {
+			const std::size_t logged = s.logged("receive", a.want);
+			unique_fd c = raw_connect(s.path);
+			BOOST_REQUIRE(test::raw_send(c.get(), a.payload, a.fds) > 0);
+			BOOST_TEST(wait_until([&] { return closed_by_server(c.get()); }));
+			BOOST_TEST(s.logged("receive", a.want) == logged + 1,
+				   "want " << make_error_code(a.want).message());
+		}
+		channel ok = channel::connect(s.path);
+		request_ok(ok);
+		ok = channel();
+		BOOST_TEST(wait_until([&] { return s.stats().active == 0; }));
+		BOOST_TEST(s.stats().errors == std::size(attempts));
+		BOOST_TEST(test::open_fd_count() == before);
+	}
+}
+
+namespace {
+
+/* "Pid:" of a pidfd, from /proc/self/fdinfo (Linux 5.3+). */
+pid_t pidfd_pid(int pidfd)
+{
+	std::ifstream info("/proc/self/fdinfo/" + std::to_string(pidfd));
+	std::string key;
+	while (info >> key) {
+		if (key == "Pid:") {
+			pid_t pid;
+			info >> pid;
+			return pid;
+		}
+	}
+	return 0;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(case14_decisions_naming_a_process_use_its_pidfd_uid_checks_use_peercred)
+{
+	memory mem = memory::create("pidfd", 4096, test::suite_options());
+	for (bool epoll : engines) {
+		std::mutex m;
+		unique_fd seen_pidfd;
+		peer_credentials seen_cred{};
+		std::vector<uid_t> allowed = {::getuid()};
+		auto policy = [&](const request_context &c) {
+			std::lock_guard<std::mutex> g(m);
+			seen_cred = c.cred;
+			if (c.pidfd.get() >= 0)
+				seen_pidfd = dup_cloexec(c.pidfd);
+			/* uid from SO_PEERCRED: the uid cannot be recycled like a pid. */
+			if (!uid_allowed(c.cred, allowed))
+				return reply::refuse(EACCES);
+			return reply::share(mem);
+		};
+		running_server s(options(epoll), policy);
+		const std::size_t before = test::open_fd_count();
+
+		/* A child process asks, waits to be let go, then exits: its pid is free for reuse. */
+		auto request = test::encoded(wire::header{});
+		int go[2];
+		BOOST_REQUIRE(::pipe2(go, O_CLOEXEC) == 0);
+		pid_t child = ::fork();
+		BOOST_REQUIRE(child >= 0);
+		if (child == 0) {
+			/* Only async-signal-safe calls here: the parent has threads. */
+			::close(go[1]);
+			int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+			struct sockaddr_un addr = {};
+			addr.sun_family = AF_UNIX;
+			std::memcpy(addr.sun_path, s.path.c_str(), s.path.size());
+			char buf[256];
+			if (::connect(fd, reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) < 0 ||
+			    ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) < 0 ||
+			    ::recv(fd, buf, sizeof(buf), 0) <= 0)
+				::_exit(1);
+			::read(go[0], buf, 1); /* until the parent closes its end */
+			::_exit(0);
+		}
+		::close(go[0]);
+		BOOST_TEST(wait_until([&] {
+			std::lock_guard<std::mutex> g(m);
+			return seen_cred.pid == child;
+		}));
+		std::unique_lock<std::mutex> g(m);
+		BOOST_TEST(seen_cred.uid == ::getuid());
+		std::error_code ec;
+		channel probe = channel::pair().first;
+		unique_fd mine = probe.peer_pidfd(ec);
+		const bool have_pidfd = ec != std::errc::no_protocol_option;
+		if (have_pidfd) {
+			BOOST_REQUIRE(seen_pidfd.valid());
+			BOOST_TEST(pidfd_pid(seen_pidfd.get()) == child);
+		}
+		::close(go[1]);
+		int status = -1;
+		BOOST_REQUIRE(::waitpid(child, &status, 0) == child);
+		BOOST_TEST(WEXITSTATUS(status) == 0);
+
+		if (!have_pidfd) {
+			/* Before Linux 6.5: no pidfd; the handler was told so by -1. */
+			BOOST_TEST(!seen_pidfd.valid());
+		} else {
+			/* The process is gone: its pidfd says so, whoever gets the pid next. */
+			BOOST_TEST(::syscall(SYS_pidfd_send_signal, seen_pidfd.get(), 0, nullptr, 0) == -1);
+			BOOST_TEST(errno == ESRCH);
+			BOOST_TEST(pidfd_pid(seen_pidfd.get()) == -1);
+		}
+		seen_pidfd.reset();
+		mine.reset();
+		probe = channel();
+		g.unlock();
+
+		/* uid policy: not on the list, refused by errno, connection kept. */
+		allowed = {12345};
+		{
+			channel ch = channel::connect(s.path);
+			ch.send_request("key");
+			ch.receive_memory({}, ec);
+			BOOST_TEST((ec == std::errc::permission_denied));
+		}
+		BOOST_TEST(wait_until([&] { return s.stats().active == 0; }));
+		seen_pidfd.reset(); /* the handler's copy from the second request */
+		BOOST_TEST(test::open_fd_count() == before);
+	}
+}
+
+BOOST_AUTO_TEST_CASE(case15_one_stalled_client_among_many_does_not_delay_the_others)
+{
+	memory mem = memory::create("stall", 4096, test::suite_options());
+	ensure_nofile(4096);
+	for (bool epoll : engines) {
+		server_options o = options(epoll);
+		o.peer_timeout = 3000ms;
+		o.requests_per_second = 0; /* the stalled peer is not a flood here */
+		running_server s(o, serve(mem));
+		const std::size_t before = test::open_fd_count();
+		{
+			/*
+			 * Stalled: asks and asks, never reads, until the server's replies
+			 * fill its socket and the server's sendmsg to it cannot finish.
+			 */
+			unique_fd stalled = raw_connect(s.path);
+			auto bytes = test::encoded(wire::header{});
+			int sent = 0, full = 0;
+			while (full < 20 && sent < 100000) {
+				if (::send(stalled.get(), bytes.data(), bytes.size(),
+					   MSG_DONTWAIT | MSG_NOSIGNAL) < 0) {
+					BOOST_REQUIRE(errno == EAGAIN);
+					full++; /* full for 20 ms running: the server has stopped reading */
+					std::this_thread::sleep_for(1ms);
+					continue;
+				}
+				full = 0;
+				sent++;
+			}
+			/* And one that connects and says nothing. */
+			unique_fd silent = raw_connect(s.path);
+
+			std::vector<channel> others;
+			for (int i = 0; i < 50; i++)
+				others.push_back(channel::connect(s.path));
+			const auto start = std::chrono::steady_clock::now();
+			for (int round = 0; round < 20; round++) {
+				for (auto &c : others)
+					c.send_request("key");
+				for (auto &c : others)
+					BOOST_REQUIRE(c.receive_memory({}).size == 4096u);
+			}
+			const auto took = std::chrono::steady_clock::now() - start;
+			BOOST_TEST(took < o.peer_timeout / 2,
+				   "1000 requests of 50 peers took "
+					   << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
+					   << " ms beside a stalled peer");
+			BOOST_TEST(s.stats().timeouts == 0u); /* nobody was closed to make room */
+			others.clear();
+			/* At its timeout the stalled peer goes, its replies in flight with it. */
+			BOOST_TEST(wait_until([&] { return s.stats().timeouts == 2; }));
+			BOOST_TEST(s.logged("timeout: reply not taken") == 1u, "requests sent " << sent);
+			BOOST_TEST(s.logged("timeout: no request") == 1u);
+		}
+		BOOST_TEST(wait_until([&] { return s.stats().active == 0; }));
+		BOOST_TEST(test::open_fd_count() == before);
+	}
+}

@@ -1,0 +1,388 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#include <xmem/server.hpp>
+
+#include "server_impl.hpp"
+
+#include <xmem/error.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77 /* include/uapi/asm-generic/socket.h, Linux 6.5 */
+#endif
+
+namespace xmem {
+
+std::string_view to_string(server_engine e) noexcept
+{
+	return e == server_engine::io_uring ? "io_uring" : "epoll";
+}
+
+reply reply::share(const xmem::memory &m)
+{
+	reply r;
+	r.memory = dup_cloexec(m.fd());
+	return r;
+}
+
+reply reply::refuse(int err) noexcept
+{
+	reply r;
+	r.error = err;
+	return r;
+}
+
+namespace srv {
+
+namespace {
+
+/* An errno a peer may be sent: 1..4095, else EIO. */
+int sendable_errno(int err) noexcept
+{
+	return err > 0 && err < 4096 ? err : EIO;
+}
+
+} // namespace
+
+core::core(listener l, server::handler h, server_options opts, server::logger log)
+	: listener_(std::move(l)), handler_(std::move(h)), opts_(opts), log_(std::move(log))
+{
+	if (opts_.max_peers == 0 || opts_.max_peers > UINT32_MAX ||
+	    opts_.peer_timeout.count() <= 0 || !handler_ || listener_.fd().get() < 0)
+		throw std::system_error(detail::errno_code(EINVAL),
+					"server: max_peers must be >= 1, peer_timeout > 0, and a "
+					"handler and a bound listener given");
+	stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+	if (!stop_fd_)
+		throw std::system_error(detail::errno_code(errno), "server: eventfd");
+	/* All peer state now, once: nothing per peer is allocated later. */
+	slots_ = std::vector<peer_slot>(opts_.max_peers);
+	free_.reserve(opts_.max_peers);
+	for (std::size_t i = opts_.max_peers; i-- > 0;) {
+		slots_[i].index = static_cast<std::uint32_t>(i);
+		free_.push_back(static_cast<std::uint32_t>(i));
+	}
+}
+
+std::chrono::milliseconds core::tick() const noexcept
+{
+	/* Timeouts are honoured to within an eighth of themselves, 5 ms .. 250 ms. */
+	return std::clamp(opts_.peer_timeout / 8, std::chrono::milliseconds(5),
+			  std::chrono::milliseconds(250));
+}
+
+void core::log(std::uint64_t peer, const peer_credentials &cred, std::error_code ec,
+	       std::string_view what) noexcept
+{
+	if (!log_)
+		return;
+	try {
+		log_(log_event{peer, cred, ec, what});
+	} catch (...) {
+		/* A logger's failure must not take the server down. */
+	}
+}
+
+void core::refuse(unique_fd sock)
+{
+	/* At max_peers: tell the peer why, without waiting for it, and close. */
+	struct ucred uc = {};
+	socklen_t len = sizeof(uc);
+	::getsockopt(sock.get(), SOL_SOCKET, SO_PEERCRED, &uc, &len);
+	wire::header h;
+	h.kind = wire::kind::error;
+	h.error = EBUSY;
+	std::error_code ec;
+	auto bytes = wire::encode(h, ec);
+	struct iovec iov;
+	struct msghdr msg;
+	detail::build_send(msg, iov, bytes, {}, {});
+	stats.refused++;
+	log(0, {uc.pid, uc.uid, uc.gid}, detail::errno_code(EBUSY), "peer limit");
+	::sendmsg(sock.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+void core::take_peer(unique_fd sock)
+{
+	if (stopping_)
+		return; /* sock closes */
+	if (free_.empty()) {
+		refuse(std::move(sock));
+		return;
+	}
+	peer_slot &p = slots_[free_.back()];
+	free_.pop_back();
+	in_use_++;
+	stats.accepted++;
+	stats.active++;
+
+	p.id = next_id_++;
+	p.sock = std::move(sock);
+	struct ucred uc = {};
+	socklen_t len = sizeof(uc);
+	if (::getsockopt(p.sock.get(), SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0) {
+		p.cred = {};
+		p.state = peer_state::receiving;
+		fail(p, detail::errno_code(errno), "SO_PEERCRED");
+		return;
+	}
+	p.cred = {uc.pid, uc.uid, uc.gid};
+	if (opts_.peer_pidfds && !pidfd_unsupported_) {
+		int pidfd = -1;
+		len = sizeof(pidfd);
+		if (::getsockopt(p.sock.get(), SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0)
+			p.pidfd.reset(pidfd);
+		else if (errno == ENOPROTOOPT)
+			pidfd_unsupported_ = true; /* before Linux 6.5: never ask again */
+	}
+
+	const auto now = clock::now();
+	p.tokens = opts_.request_burst;
+	p.refilled = now;
+	p.deadline = now + opts_.peer_timeout;
+	p.state = peer_state::receiving;
+	detail::build_receive(p.rx_msg, p.rx_iov, p.rx, p.rx_control.bytes);
+	engine->arm_receive(p);
+}
+
+bool core::over_flood_limit(peer_slot &p, clock::time_point now) noexcept
+{
+	if (opts_.requests_per_second == 0)
+		return false;
+	const double burst = std::max(1u, opts_.request_burst);
+	const double seconds = std::chrono::duration<double>(now - p.refilled).count();
+	p.tokens = std::min(burst, p.tokens + seconds * opts_.requests_per_second);
+	p.refilled = now;
+	if (p.tokens < 1)
+		return true;
+	p.tokens -= 1;
+	return false;
+}
+
+void core::received(peer_slot &p, long res)
+{
+	if (p.state != peer_state::receiving)
+		return;
+	if (res < 0) {
+		fail(p, detail::errno_code(static_cast<int>(-res)), "receive");
+		return;
+	}
+
+	/* The same checks, in the same order, as channel::receive (cmsg.hpp). */
+	detail::fd_sink sink{p.rx_fds, 0, 0};
+	std::optional<peer_credentials> sender;
+	wire::header request;
+	std::error_code ec = detail::finish_receive(p.rx_msg, static_cast<std::size_t>(res), p.rx,
+						    0, sink, sender, request);
+	if (ec == errc::peer_closed) {
+		begin_close(p); /* an orderly goodbye: nothing to log */
+		return;
+	}
+	if (!ec && (request.kind != wire::kind::request || request.batch_count != 0))
+		ec = errc::bad_header; /* requests stand alone and carry no fds */
+	if (ec) {
+		fail(p, ec, "receive");
+		return;
+	}
+	const auto now = clock::now();
+	if (over_flood_limit(p, now)) {
+		stats.floods++;
+		fail(p, detail::errno_code(EBUSY), "flood");
+		return;
+	}
+
+	reply r;
+	try {
+		r = handler_(request_context{p.id, p.cred, p.pidfd, request});
+	} catch (const std::system_error &e) {
+		fail(p, e.code(), "handler");
+		return;
+	} catch (...) {
+		fail(p, detail::errno_code(EIO), "handler");
+		return;
+	}
+
+	wire::header h;
+	h.name = std::move(request.name);
+	if (r.memory) {
+		struct stat st;
+		if (::fstat(r.memory.get(), &st) < 0) {
+			fail(p, detail::errno_code(errno), "reply: fstat");
+			return;
+		}
+		h.kind = wire::kind::memory;
+		h.fd_count = 1;
+		h.size = static_cast<std::uint64_t>(st.st_size);
+		int bits = ::fcntl(r.memory.get(), F_GET_SEALS);
+		h.seals = seals(bits < 0 ? 0u : static_cast<unsigned>(bits) & seals::all);
+		p.reply_fd = std::move(r.memory);
+	} else {
+		h.kind = wire::kind::error;
+		h.error = sendable_errno(r.error);
+	}
+	p.tx = wire::encode(h, ec);
+	if (ec) {
+		fail(p, ec, "reply: encode");
+		return;
+	}
+	borrowed_fd fd = p.reply_fd;
+	detail::build_send(p.tx_msg, p.tx_iov, p.tx, p.tx_control.bytes,
+			   p.reply_fd ? std::span<const borrowed_fd>(&fd, 1)
+				      : std::span<const borrowed_fd>());
+	p.state = peer_state::sending;
+	p.deadline = now + opts_.peer_timeout;
+	engine->arm_send(p);
+}
+
+void core::sent(peer_slot &p, long res)
+{
+	if (p.state != peer_state::sending)
+		return;
+	if (res < 0) {
+		/* EPIPE: the peer went while its reply was in flight. */
+		fail(p, detail::errno_code(static_cast<int>(-res)), "send");
+		return;
+	}
+	if (static_cast<std::size_t>(res) != wire::header_size) {
+		fail(p, detail::errno_code(EIO), "send: short");
+		return;
+	}
+	p.reply_fd.reset();
+	stats.served++;
+	p.state = peer_state::receiving;
+	p.deadline = clock::now() + opts_.peer_timeout;
+	detail::build_receive(p.rx_msg, p.rx_iov, p.rx, p.rx_control.bytes);
+	engine->arm_receive(p);
+}
+
+void core::fail(peer_slot &p, std::error_code ec, std::string_view what)
+{
+	stats.errors++;
+	log(p.id, p.cred, ec, what);
+	begin_close(p);
+}
+
+void core::begin_close(peer_slot &p)
+{
+	if (p.state == peer_state::closing || p.state == peer_state::free)
+		return;
+	p.state = peer_state::closing;
+	engine->abort(p);
+	settle(p);
+}
+
+void core::settle(peer_slot &p)
+{
+	if (p.state == peer_state::closing && !engine->in_flight(p))
+		release(p);
+}
+
+void core::release(peer_slot &p)
+{
+	p.sock.reset();
+	p.pidfd.reset();
+	p.reply_fd.reset();
+	for (unique_fd &fd : p.rx_fds)
+		fd.reset();
+	p.state = peer_state::free;
+	p.pending = op::none;
+	p.epoll_events = 0;
+	p.id = 0;
+	free_.push_back(p.index); /* reserved for max_peers: no throw */
+	in_use_--;
+	stats.active--;
+	stats.closed++;
+}
+
+void core::sweep(clock::time_point now)
+{
+	engine->resume_accept();
+	if (in_use_ == 0)
+		return;
+	for (peer_slot &p : slots_) {
+		if ((p.state == peer_state::receiving || p.state == peer_state::sending) &&
+		    now >= p.deadline) {
+			stats.timeouts++;
+			fail(p, std::make_error_code(std::errc::timed_out),
+			     p.state == peer_state::receiving ? "timeout: no request"
+							      : "timeout: reply not taken");
+		}
+	}
+}
+
+void core::accept_failed(int err)
+{
+	log(0, {}, detail::errno_code(err), "accept");
+}
+
+void core::close_all()
+{
+	for (peer_slot &p : slots_)
+		begin_close(p);
+}
+
+} // namespace srv
+
+struct server::impl {
+	srv::core core;
+	std::unique_ptr<srv::engine_base> engine;
+
+	impl(listener l, handler h, server_options opts, logger log)
+		: core(std::move(l), std::move(h), opts, std::move(log))
+	{
+	}
+};
+
+const std::size_t server::peer_state_bytes = sizeof(srv::peer_slot);
+
+server::server(listener l, handler h, server_options opts, logger log)
+	: impl_(std::make_unique<impl>(std::move(l), std::move(h), opts, std::move(log)))
+{
+	if (!opts.force_epoll)
+		impl_->engine = srv::make_uring_engine(impl_->core, opts.max_peers,
+						       impl_->core.fallback_reason);
+	else
+		impl_->core.fallback_reason = "epoll asked for (server_options::force_epoll)";
+	if (!impl_->engine)
+		impl_->engine = srv::make_epoll_engine(impl_->core);
+	impl_->core.engine = impl_->engine.get();
+}
+
+server::~server() = default;
+
+server_engine server::engine() const noexcept
+{
+	return impl_->engine->kind();
+}
+
+const std::string &server::fallback_reason() const noexcept
+{
+	return impl_->core.fallback_reason;
+}
+
+void server::run()
+{
+	impl_->engine->run();
+}
+
+void server::stop() noexcept
+{
+	const std::uint64_t one = 1;
+	[[maybe_unused]] ssize_t n = ::write(impl_->core.stop_fd(), &one, sizeof(one));
+}
+
+server_stats server::stats() const noexcept
+{
+	const auto &s = impl_->core.stats;
+	return {s.accepted, s.refused, s.served, s.closed, s.errors, s.timeouts, s.floods,
+		s.active};
+}
+
+} // namespace xmem

@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The server's insides (internal): the per-peer state machine that both
+ * engines drive (server.cpp), and the engine interface that io_uring
+ * (server_uring.cpp) and epoll (server_epoll.cpp) implement.
+ *
+ * A peer slot goes free -> receiving -> sending -> receiving ... and, on any
+ * error, timeout or flood, -> closing -> free once no operation of its is
+ * in flight (io_uring may still own its buffers until then).
+ */
+#pragma once
+
+#include <xmem/server.hpp>
+
+#include "cmsg.hpp"
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <sys/socket.h>
+#include <vector>
+
+namespace xmem::srv {
+
+using clock = std::chrono::steady_clock;
+
+/* Requests carry no fds: room for credentials only; a peer's stray fds still fit the slack. */
+inline constexpr std::size_t rx_control_bytes = detail::control_space(0);
+inline constexpr std::size_t rx_fd_slots = detail::fds_fitting(rx_control_bytes);
+/* A reply carries at most one fd. */
+inline constexpr std::size_t tx_control_bytes = CMSG_SPACE(sizeof(int));
+
+enum class peer_state : std::uint8_t { free, receiving, sending, closing };
+enum class op : std::uint8_t { none, receive, send };
+
+struct peer_slot {
+	peer_state state = peer_state::free;
+	op pending = op::none;		/* io_uring: the operation in flight */
+	std::uint32_t epoll_events = 0;	/* epoll: what it is registered for; 0: not */
+	std::uint32_t index = 0;
+	std::uint64_t id = 0;
+	unique_fd sock;
+	unique_fd pidfd;
+	unique_fd reply_fd;		/* the memory being sent, until sendmsg completes */
+	peer_credentials cred{};
+	clock::time_point deadline;
+	clock::time_point refilled;	/* flood limit: token bucket */
+	double tokens = 0;
+
+	std::array<std::byte, wire::header_size> rx;
+	detail::control_buffer<rx_control_bytes> rx_control;
+	struct msghdr rx_msg;
+	struct iovec rx_iov;
+	std::array<unique_fd, rx_fd_slots> rx_fds;
+
+	std::array<std::byte, wire::header_size> tx;
+	detail::control_buffer<tx_control_bytes> tx_control;
+	struct msghdr tx_msg;
+	struct iovec tx_iov;
+};
+
+class core;
+
+class engine_base
+{
+public:
+	virtual ~engine_base() = default;
+	virtual server_engine kind() const noexcept = 0;
+	/* Serves until the core is stopping and every peer slot is free again. */
+	virtual void run() = 0;
+	/* Start receiving a request into p.rx_msg (built). */
+	virtual void arm_receive(peer_slot &p) = 0;
+	/* Start sending p.tx_msg (built). */
+	virtual void arm_send(peer_slot &p) = 0;
+	/* Stop @p's operations; the core releases it when none is in flight. */
+	virtual void abort(peer_slot &p) = 0;
+	/* True while @p has an operation in flight that may still use its buffers. */
+	virtual bool in_flight(const peer_slot &p) const noexcept = 0;
+	/* Accept again after pause_accept (called on every tick). */
+	virtual void resume_accept() = 0;
+};
+
+/* io_uring, or nullptr with @why set (the failing call and its errno). */
+std::unique_ptr<engine_base> make_uring_engine(core &c, std::size_t max_peers, std::string &why);
+std::unique_ptr<engine_base> make_epoll_engine(core &c);
+
+class core
+{
+public:
+	core(listener l, server::handler h, server_options opts, server::logger log);
+
+	/* A newly accepted socket (engines: SOCK_CLOEXEC, epoll also SOCK_NONBLOCK). */
+	void take_peer(unique_fd sock);
+	/* recvmsg finished: @res bytes, or -errno. */
+	void received(peer_slot &p, long res);
+	/* sendmsg finished: @res bytes, or -errno. */
+	void sent(peer_slot &p, long res);
+	/* An operation of a closing slot finished: free it when nothing is left. */
+	void settle(peer_slot &p);
+	/* Timeouts; also lets the engine accept again. Call at least every tick(). */
+	void sweep(clock::time_point now);
+	/* accept(2) failing for the server itself (EMFILE...): logged, not fatal. */
+	void accept_failed(int err);
+	/* Closes every peer (no log): run() is ending. */
+	void close_all();
+
+	[[nodiscard]] std::chrono::milliseconds tick() const noexcept;
+	[[nodiscard]] bool stopping() const noexcept { return stopping_; }
+	void set_stopping() noexcept { stopping_ = true; }
+	[[nodiscard]] std::size_t in_use() const noexcept { return in_use_; }
+	[[nodiscard]] std::vector<peer_slot> &slots() noexcept { return slots_; }
+	[[nodiscard]] int listen_fd() const noexcept { return listener_.fd().get(); }
+	[[nodiscard]] int stop_fd() const noexcept { return stop_fd_.get(); }
+
+	engine_base *engine = nullptr;
+	std::string fallback_reason;
+
+	struct counters {
+		std::atomic<std::uint64_t> accepted{0}, refused{0}, served{0}, closed{0},
+			errors{0}, timeouts{0}, floods{0}, active{0};
+	} stats;
+
+private:
+	void fail(peer_slot &p, std::error_code ec, std::string_view what);
+	void begin_close(peer_slot &p);
+	void release(peer_slot &p);
+	void refuse(unique_fd sock);
+	bool over_flood_limit(peer_slot &p, clock::time_point now) noexcept;
+	void log(std::uint64_t peer, const peer_credentials &cred, std::error_code ec,
+		 std::string_view what) noexcept;
+
+	listener listener_;
+	server::handler handler_;
+	server_options opts_;
+	server::logger log_;
+	unique_fd stop_fd_;
+	std::vector<peer_slot> slots_;
+	std::vector<std::uint32_t> free_;	/* indices of free slots, used as a stack */
+	std::size_t in_use_ = 0;
+	std::uint64_t next_id_ = 1;
+	bool stopping_ = false;
+	bool pidfd_unsupported_ = false;
+};
+
+} // namespace xmem::srv

@@ -1,0 +1,284 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The io_uring engine (liburing). Every socket operation is an io_uring
+ * request: IORING_OP_ACCEPT (SOCK_CLOEXEC), IORING_OP_RECVMSG
+ * (MSG_CMSG_CLOEXEC, so no fd a peer sends is ever inheritable) and
+ * IORING_OP_SENDMSG (MSG_NOSIGNAL). Each peer has at most one request in
+ * flight, so the completion queue, sized for max_peers plus a few, cannot
+ * overflow; its buffers live in its fixed slot until that request completes.
+ *
+ * Closing a peer: shutdown(2) wakes its pending request, an
+ * IORING_OP_ASYNC_CANCEL makes sure, and the slot is reused only after that
+ * request's completion has arrived (so the kernel never writes to a slot that
+ * belongs to another peer).
+ */
+#include "server_impl.hpp"
+
+#include <xmem/error.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <liburing.h>
+#include <unistd.h>
+
+namespace xmem::srv {
+
+namespace {
+
+enum tag : std::uint64_t {
+	tag_receive = 1,
+	tag_send = 2,
+	tag_accept = 3,
+	tag_stop = 4,
+	tag_cancel = 5,
+};
+
+constexpr std::uint64_t user_data(std::uint32_t index, tag t) noexcept
+{
+	return std::uint64_t(index) << 8 | t;
+}
+
+/* Submission queue entries: submitted in batches of at most this many. */
+constexpr unsigned sq_entries = 256;
+
+unsigned round_up_pow2(std::size_t n) noexcept
+{
+	unsigned p = 1;
+	while (p < n)
+		p <<= 1;
+	return p;
+}
+
+/* kernel.io_uring_disabled (Linux 6.6+, Documentation/admin-guide/sysctl/kernel.rst), or "". */
+std::string io_uring_disabled_sysctl()
+{
+	std::ifstream f("/proc/sys/kernel/io_uring_disabled");
+	std::string v;
+	if (f >> v)
+		return " (kernel.io_uring_disabled=" + v + ")";
+	return "";
+}
+
+class uring_engine final : public engine_base
+{
+public:
+	explicit uring_engine(core &c) : core_(c) {}
+	~uring_engine() override
+	{
+		if (ready_)
+			io_uring_queue_exit(&ring_);
+	}
+
+	/* io_uring_setup(2) and the probe; false with @why on failure. */
+	bool setup(std::size_t max_peers, std::string &why)
+	{
+		struct io_uring_params params = {};
+		/* One request per peer, plus accept, the stop read and cancels. */
+		params.flags = IORING_SETUP_CQSIZE;
+		params.cq_entries = round_up_pow2(std::max<std::size_t>(max_peers + 64, 2 * sq_entries));
+		int ret = io_uring_queue_init_params(sq_entries, &ring_, &params);
+		if (ret < 0) {
+			why = "io_uring_setup: " + std::string(std::strerror(-ret));
+			if (ret == -EPERM)
+				why += io_uring_disabled_sysctl() + ", or a seccomp filter";
+			return false;
+		}
+		ready_ = true;
+
+		struct io_uring_probe *probe = io_uring_get_probe_ring(&ring_);
+		if (!probe) {
+			why = "io_uring: IORING_REGISTER_PROBE failed";
+			return false;
+		}
+		static constexpr std::pair<int, const char *> needed[] = {
+			{IORING_OP_ACCEPT, "IORING_OP_ACCEPT"},
+			{IORING_OP_RECVMSG, "IORING_OP_RECVMSG"},
+			{IORING_OP_SENDMSG, "IORING_OP_SENDMSG"},
+			{IORING_OP_READ, "IORING_OP_READ"},
+			{IORING_OP_ASYNC_CANCEL, "IORING_OP_ASYNC_CANCEL"},
+		};
+		for (auto [opcode, name] : needed) {
+			if (!io_uring_opcode_supported(probe, opcode)) {
+				why = std::string("io_uring: the kernel lacks ") + name;
+				io_uring_free_probe(probe);
+				return false;
+			}
+		}
+		io_uring_free_probe(probe);
+		return true;
+	}
+
+	server_engine kind() const noexcept override { return server_engine::io_uring; }
+
+	void run() override
+	{
+		arm_accept();
+		arm_stop();
+		auto next_sweep = clock::now() + core_.tick();
+		while (!core_.stopping() || core_.in_use() > 0 || accept_armed_ || stop_armed_) {
+			const auto wait = std::max(clock::duration::zero(), next_sweep - clock::now());
+			const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+			struct __kernel_timespec ts = {ns / 1000000000, ns % 1000000000};
+			struct io_uring_cqe *cqe = nullptr;
+			int ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+			if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY)
+				throw std::system_error(detail::errno_code(-ret), "server: io_uring_enter");
+
+			unsigned head, seen = 0;
+			io_uring_for_each_cqe(&ring_, head, cqe) {
+				complete(cqe->user_data, cqe->res);
+				seen++;
+			}
+			io_uring_cq_advance(&ring_, seen);
+
+			const auto now = clock::now();
+			if (now >= next_sweep) {
+				core_.sweep(now);
+				next_sweep = now + core_.tick();
+			}
+		}
+		io_uring_submit(&ring_);
+	}
+
+	void arm_receive(peer_slot &p) override
+	{
+		struct io_uring_sqe *sqe = get_sqe();
+		io_uring_prep_recvmsg(sqe, p.sock.get(), &p.rx_msg, MSG_CMSG_CLOEXEC);
+		io_uring_sqe_set_data64(sqe, user_data(p.index, tag_receive));
+		p.pending = op::receive;
+	}
+
+	void arm_send(peer_slot &p) override
+	{
+		struct io_uring_sqe *sqe = get_sqe();
+		io_uring_prep_sendmsg(sqe, p.sock.get(), &p.tx_msg, MSG_NOSIGNAL);
+		io_uring_sqe_set_data64(sqe, user_data(p.index, tag_send));
+		p.pending = op::send;
+	}
+
+	void abort(peer_slot &p) override
+	{
+		if (p.pending == op::none)
+			return;
+		::shutdown(p.sock.get(), SHUT_RDWR);
+		struct io_uring_sqe *sqe = get_sqe();
+		io_uring_prep_cancel64(sqe,
+				       user_data(p.index, p.pending == op::receive ? tag_receive
+										 : tag_send),
+				       0);
+		io_uring_sqe_set_data64(sqe, user_data(p.index, tag_cancel));
+	}
+
+	bool in_flight(const peer_slot &p) const noexcept override { return p.pending != op::none; }
+
+	void resume_accept() override
+	{
+		if (accept_paused_ && !core_.stopping()) {
+			accept_paused_ = false;
+			arm_accept();
+		}
+	}
+
+private:
+	struct io_uring_sqe *get_sqe()
+	{
+		struct io_uring_sqe *sqe;
+		while (!(sqe = io_uring_get_sqe(&ring_))) {
+			/* The queue is full: hand what is there to the kernel, then go on. */
+			int ret = io_uring_submit(&ring_);
+			if (ret < 0 && ret != -EBUSY && ret != -EINTR)
+				throw std::system_error(detail::errno_code(-ret),
+							"server: io_uring_submit");
+		}
+		return sqe;
+	}
+
+	void arm_accept()
+	{
+		struct io_uring_sqe *sqe = get_sqe();
+		io_uring_prep_accept(sqe, core_.listen_fd(), nullptr, nullptr, SOCK_CLOEXEC);
+		io_uring_sqe_set_data64(sqe, user_data(0, tag_accept));
+		accept_armed_ = true;
+	}
+
+	void arm_stop()
+	{
+		struct io_uring_sqe *sqe = get_sqe();
+		io_uring_prep_read(sqe, core_.stop_fd(), &stop_value_, sizeof(stop_value_), 0);
+		io_uring_sqe_set_data64(sqe, user_data(0, tag_stop));
+		stop_armed_ = true;
+	}
+
+	void complete(std::uint64_t data, int res)
+	{
+		const auto t = static_cast<tag>(data & 0xff);
+		const auto index = static_cast<std::uint32_t>(data >> 8);
+		switch (t) {
+		case tag_receive:
+		case tag_send: {
+			peer_slot &p = core_.slots()[index];
+			p.pending = op::none;
+			if (p.state == peer_state::closing)
+				core_.settle(p);
+			else if (t == tag_receive)
+				core_.received(p, res);
+			else
+				core_.sent(p, res);
+			break;
+		}
+		case tag_accept:
+			accept_armed_ = false;
+			if (res >= 0) {
+				core_.take_peer(unique_fd(res));
+			} else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS ||
+				   res == -ENOMEM) {
+				/* Out of fds or memory: try again on the next tick, do not spin. */
+				core_.accept_failed(-res);
+				accept_paused_ = true;
+				break;
+			} else if (res == -ECANCELED) {
+				break;
+			}
+			if (!core_.stopping())
+				arm_accept();
+			break;
+		case tag_stop:
+			stop_armed_ = false;
+			if (res == -EAGAIN || res == -EINTR) {
+				arm_stop(); /* the eventfd is non-blocking: io_uring polls it */
+				break;
+			}
+			core_.set_stopping();
+			core_.close_all();
+			if (accept_armed_) {
+				struct io_uring_sqe *sqe = get_sqe();
+				io_uring_prep_cancel64(sqe, user_data(0, tag_accept), 0);
+				io_uring_sqe_set_data64(sqe, user_data(0, tag_cancel));
+			}
+			break;
+		case tag_cancel:
+			break;
+		}
+	}
+
+	core &core_;
+	struct io_uring ring_ = {};
+	bool ready_ = false;
+	bool accept_armed_ = false;
+	bool accept_paused_ = false;
+	bool stop_armed_ = false;
+	std::uint64_t stop_value_ = 0;
+};
+
+} // namespace
+
+std::unique_ptr<engine_base> make_uring_engine(core &c, std::size_t max_peers, std::string &why)
+{
+	auto e = std::make_unique<uring_engine>(c);
+	if (!e->setup(max_peers, why))
+		return nullptr;
+	return e;
+}
+
+} // namespace xmem::srv
