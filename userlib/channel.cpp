@@ -97,9 +97,14 @@ received_memory verify_memory(unique_fd fd, const wire::header &h, const require
 		return out;
 	}
 
-	/* memfd_secret has no seals: F_GET_SEALS fails and proves nothing. */
+	/*
+	 * memfd_secret has no seals (F_GET_SEALS fails, EINVAL, and proves
+	 * nothing): take none without asking. Any other failure: none either.
+	 */
 	std::error_code seal_ec;
-	seals actual = mem.current_seals(seal_ec);
+	seals actual;
+	if (mem.backend() != backend::secret)
+		actual = mem.current_seals(seal_ec);
 	if (seal_ec)
 		actual = seals();
 	if (!actual.contains(req.seals | h.seals)) {
@@ -218,7 +223,8 @@ void channel::send_memory(const memory &mem, std::string_view name)
 	h.name = name;
 	h.size = mem.size();
 	std::error_code ec;
-	h.seals = mem.current_seals(ec); /* none for memfd_secret */
+	if (mem.backend() != backend::secret) /* memfd_secret has none: no F_GET_SEALS */
+		h.seals = mem.current_seals(ec);
 	borrowed_fd fd = mem.fd();
 	send(h, std::span<const borrowed_fd>(&fd, 1));
 }

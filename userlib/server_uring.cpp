@@ -20,6 +20,7 @@
 #include <cstring>
 #include <fstream>
 #include <liburing.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 namespace xmem::srv {
@@ -73,11 +74,34 @@ public:
 	/* io_uring_setup(2) and the probe; false with @why on failure. */
 	bool setup(std::size_t max_peers, std::string &why)
 	{
-		struct io_uring_params params = {};
-		/* One request per peer, plus accept, the stop read and cancels. */
-		params.flags = IORING_SETUP_CQSIZE;
-		params.cq_entries = round_up_pow2(std::max<std::size_t>(max_peers + 64, 2 * sq_entries));
-		int ret = io_uring_queue_init_params(sq_entries, &ring_, &params);
+		/*
+		 * Completion work (the recvmsg retried once a peer's data is there)
+		 * runs when run() asks for completions, in batches, instead of
+		 * interrupting whichever task woke the socket: DEFER_TASKRUN (Linux
+		 * 6.1, with SINGLE_ISSUER: only the thread in run() submits, so the
+		 * ring starts disabled and run() enables it on its own thread), else
+		 * COOP_TASKRUN (5.19), else neither. EINVAL: an older kernel; try
+		 * the next.
+		 */
+		static constexpr unsigned ladder[] = {
+			IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
+				IORING_SETUP_R_DISABLED,
+			IORING_SETUP_COOP_TASKRUN,
+			0,
+		};
+		int ret = -EINVAL;
+		for (unsigned extra : ladder) {
+			struct io_uring_params params = {};
+			/* One request per peer, plus accept, the stop read and cancels. */
+			params.flags = IORING_SETUP_CQSIZE | extra;
+			params.cq_entries =
+				round_up_pow2(std::max<std::size_t>(max_peers + 64, 2 * sq_entries));
+			ret = io_uring_queue_init_params(sq_entries, &ring_, &params);
+			if (ret != -EINVAL) {
+				flags_ = extra;
+				break;
+			}
+		}
 		if (ret < 0) {
 			why = "io_uring_setup: " + std::string(std::strerror(-ret));
 			if (ret == -EPERM)
@@ -113,6 +137,15 @@ public:
 
 	void run() override
 	{
+		if (flags_ & IORING_SETUP_R_DISABLED) {
+			/* SINGLE_ISSUER: this thread is now the ring's only submitter. */
+			/* liburing 2.3 declares io_uring_enable_rings() but does not export it. */
+			if (::syscall(__NR_io_uring_register, ring_.ring_fd,
+				      IORING_REGISTER_ENABLE_RINGS, nullptr, 0) < 0)
+				throw std::system_error(detail::errno_code(errno),
+							"server: IORING_REGISTER_ENABLE_RINGS");
+			flags_ &= ~IORING_SETUP_R_DISABLED;
+		}
 		arm_accept();
 		arm_stop();
 		auto next_sweep = clock::now() + core_.tick();
@@ -145,6 +178,13 @@ public:
 	{
 		struct io_uring_sqe *sqe = get_sqe();
 		io_uring_prep_recvmsg(sqe, p.sock.get(), &p.rx_msg, MSG_CMSG_CLOEXEC);
+		/*
+		 * The peer has just had its reply: its next request is rarely there
+		 * yet, so wait for it rather than try first (Linux 5.19; known
+		 * present when DEFER_TASKRUN, 6.1, was accepted).
+		 */
+		if (flags_ & IORING_SETUP_DEFER_TASKRUN)
+			sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 		io_uring_sqe_set_data64(sqe, user_data(p.index, tag_receive));
 		p.pending = op::receive;
 	}
@@ -265,6 +305,7 @@ private:
 	core &core_;
 	struct io_uring ring_ = {};
 	bool ready_ = false;
+	unsigned flags_ = 0;	/* the IORING_SETUP_ flags beyond CQSIZE that the kernel took */
 	bool accept_armed_ = false;
 	bool accept_paused_ = false;
 	bool stop_armed_ = false;
