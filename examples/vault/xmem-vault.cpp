@@ -215,28 +215,33 @@ xmem::unique_fd block_stop_signals()
 	return fd;
 }
 
-/* Answers one connected peer. Throws std::system_error when the peer goes. */
+/*
+ * Answers one connected peer. The request is read before any answer, even
+ * from a peer that will be refused: closing a socket with a message still
+ * unread resets the connection (ECONNRESET), and the peer would never see
+ * why it was refused. Throws std::system_error when the peer goes.
+ */
 void serve_peer(xmem::channel &ch, const vault_key &k, const options &o)
 {
 	ch.set_timeout(o.timeout);
 	const xmem::peer_credentials who = ch.peer();
+	const bool allowed = xmem::uid_allowed(who, o.allow);
 	const std::string peer = "peer pid " + std::to_string(who.pid) + " uid " +
 				 std::to_string(who.uid);
 
-	if (!xmem::uid_allowed(who, o.allow)) {
-		log(peer + ": refused (uid not allowed)");
-		ch.send_error(EACCES, o.name);
-		return;
-	}
 	std::error_code ec;
 	xmem::message m = ch.receive(ec);
 	if (ec) {
-		log(peer + ": no request (" + ec.message() + ")");
+		log(peer + (allowed ? "" : ": refused (uid not allowed)") + ": no request (" +
+		    ec.message() + ")");
 		return;
 	}
-	if (m.header.kind != xmem::wire::kind::request) {
+	if (!allowed) {
+		log(peer + ": refused (uid not allowed)");
+		ch.send_error(EACCES, m.header.name);
+	} else if (m.header.kind != xmem::wire::kind::request) {
 		log(peer + ": refused (not a request)");
-		ch.send_error(EPROTO, o.name);
+		ch.send_error(EPROTO, m.header.name);
 	} else if (m.header.name != o.name) {
 		log(peer + ": refused (no key named '" + m.header.name + "')");
 		ch.send_error(ENOENT, m.header.name);
