@@ -466,9 +466,11 @@ key_format load_ed25519_key(const std::string &path,
 	if (scratch.size() < scratch_size)
 		fail("internal error: scratch memory too small");
 	wipe_guard wipe(scratch);
+	constexpr std::size_t decoded_max = key_file_max / 4 * 3 + 3;
+	static_assert(key_file_max + 1 + decoded_max + 32 <= scratch_size);
 	std::span<std::byte> file_buf = scratch.first(key_file_max + 1);
-	std::span<std::byte> decoded = scratch.subspan(key_file_max + 1, key_file_max);
-	auto *pk = reinterpret_cast<unsigned char *>(scratch.data() + 2 * key_file_max + 1);
+	std::span<std::byte> decoded = scratch.subspan(key_file_max + 1, decoded_max);
+	auto *pk = reinterpret_cast<unsigned char *>(decoded.data() + decoded.size());
 
 	pem_block pem = parse_pem(read_key_file(path, file_buf));
 	bytes der = decode_base64(pem.body, decoded);

@@ -20,9 +20,13 @@
 namespace vault {
 
 /* Largest key file accepted, in bytes (an RSA-4096 PKCS#8 PEM is ~3.3 KiB). */
-inline constexpr std::size_t key_file_max = 16384;
-/* Bytes of scratch memory load_ed25519_key() needs: file, decoded form, public key. */
-inline constexpr std::size_t scratch_size = 3 * key_file_max;
+inline constexpr std::size_t key_file_max = 8192;
+/*
+ * Bytes of scratch memory load_ed25519_key() needs: the file (key_file_max
+ * + 1, to see a longer one), its base64 decoded (3/4 of it), a public key;
+ * rounded up to 4 pages. It counts against RLIMIT_MEMLOCK.
+ */
+inline constexpr std::size_t scratch_size = 16384;
 /* libsodium's Ed25519 secret key: 32-byte seed || 32-byte public key. */
 inline constexpr std::size_t secret_key_size = 64;
 

@@ -346,6 +346,24 @@ BOOST_AUTO_TEST_CASE(bad_key_malformed)
 	bad_magic[0] = 'X';
 	write_pem(*this, dir / "magic-ssh", "OPENSSH PRIVATE KEY", bad_magic);
 	check_bad_key(*this, dir / "magic-ssh", "not an openssh-key-v1 key");
+	e2e::write_text(dir / "huge.pem", read_text(good) + std::string(9000, '\n'));
+	check_bad_key(*this, dir / "huge.pem", "too large to be an Ed25519 key file");
+}
+
+BOOST_AUTO_TEST_CASE(memlock_limit_reported, *utf::precondition(running_as_root))
+{
+	/* Root has CAP_IPC_LOCK, which lifts the limit: run the vault as nobody. */
+	std::string key = dir / "key.pem";
+	e2e::openssl_key(key);
+	e2e::fs::permissions(key, e2e::fs::perms(0644));
+	e2e::fs::permissions(dir.path(), e2e::fs::perms(0711));
+	e2e::result r = e2e::run({"prlimit", "--memlock=0:0", e2e::program("XMEM_VAULT"),
+				  "--key", key, "--socket", socket}, nobody);
+	std::vector<std::string> lines = e2e::lines(r.err);
+	BOOST_CHECK_EQUAL(r.status, 1);
+	BOOST_REQUIRE_EQUAL(lines.size(), 1u);
+	BOOST_CHECK(contains(lines[0], "RLIMIT_MEMLOCK"));
+	BOOST_CHECK(!exists(socket));
 }
 
 BOOST_AUTO_TEST_CASE(bad_key_encrypted_pkcs8)
