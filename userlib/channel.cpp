@@ -320,6 +320,8 @@ message channel::receive(std::error_code &ec) noexcept
 		ec = errc::payload_truncated;
 	else if (!only_expected)
 		ec = errc::unexpected_control;
+	else if (out.fds.size() > max_fds_)
+		ec = errc::too_many_fds; /* fit in the alignment slack of the buffer */
 	else if (static_cast<std::size_t>(n) != wire::header_size)
 		ec = errc::bad_header;
 	if (!ec)

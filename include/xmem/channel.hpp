@@ -82,7 +82,7 @@ received_memory verify_memory(unique_fd fd, const wire::header &h,
 class channel
 {
 public:
-	/* Upper bound of fds one receive() accepts; more: errc::control_truncated. */
+	/* Fds one receive() accepts; more: errc::control_truncated or too_many_fds. */
 	static constexpr std::size_t default_max_fds = 16;
 
 	/*
@@ -120,7 +120,7 @@ public:
 
 	/*
 	 * Receives one message. Errors: errc::peer_closed, control_truncated,
-	 * payload_truncated, unexpected_control, bad_header, unsupported_version,
+	 * too_many_fds (more than set_max_fds() allows), payload_truncated, unexpected_control, bad_header, unsupported_version,
 	 * fd_count_mismatch; errno (EAGAIN/EWOULDBLOCK on timeout, ECONNRESET).
 	 * On error no fd of the message remains open.
 	 */

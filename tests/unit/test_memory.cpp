@@ -1,0 +1,196 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+#define BOOST_TEST_MODULE memory
+#include <boost/test/unit_test.hpp>
+
+#include "helpers.hpp"
+
+#include <uapi/linux/memfd_exclusive.h>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+using namespace xmem;
+
+BOOST_AUTO_TEST_CASE(create_uses_the_suite_backend)
+{
+	const std::size_t before = test::open_fd_count();
+	{
+		memory mem = memory::create("unit", 12345, test::suite_options());
+		BOOST_TEST(mem.valid());
+		BOOST_TEST((mem.backend() == test::suite_backend()));
+		BOOST_TEST(mem.size() == 12345u);
+		BOOST_TEST(mem.name() == "unit");
+		BOOST_TEST((::fcntl(mem.fd().get(), F_GETFD) & FD_CLOEXEC) != 0);
+	}
+	BOOST_TEST(test::open_fd_count() == before);
+}
+
+BOOST_AUTO_TEST_CASE(default_options_never_give_ordinary_memory)
+{
+	memory mem = memory::create("default", 4096);
+	BOOST_TEST((mem.backend() != backend::ordinary));
+	BOOST_TEST((mem.backend() == test::suite_backend()));
+}
+
+BOOST_AUTO_TEST_CASE(ordinary_only_when_asked)
+{
+	create_options o;
+	o.require = backend::ordinary;
+	memory mem = memory::create("plain", 4096, o);
+	BOOST_TEST((mem.backend() == backend::ordinary));
+	char link[128] = {};
+	std::string proc = "/proc/self/fd/" + std::to_string(mem.fd().get());
+	BOOST_REQUIRE(::readlink(proc.c_str(), link, sizeof(link) - 1) > 0);
+	BOOST_TEST(std::string(link).rfind("/memfd:plain", 0) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(bad_size_and_name_are_errors_without_leaks)
+{
+	const std::size_t before = test::open_fd_count();
+	std::error_code ec;
+	memory m = memory::create("zero", 0, {}, ec);
+	BOOST_TEST((ec == errc::invalid_size));
+	BOOST_TEST(!m.valid());
+
+	std::string long_name(MFD_EXCLUSIVE_NAME_MAX_LEN + 1, 'n');
+	m = memory::create(long_name, 4096, {}, ec);
+	BOOST_TEST((ec == errc::invalid_name));
+	m = memory::create(std::string("a\0b", 3), 4096, {}, ec);
+	BOOST_TEST((ec == errc::invalid_name));
+
+	/* The longest allowed name works. */
+	m = memory::create(std::string(MFD_EXCLUSIVE_NAME_MAX_LEN, 'n'), 4096,
+			   test::suite_options(), ec);
+	BOOST_TEST(!ec);
+	m = memory();
+	BOOST_TEST(test::open_fd_count() == before);
+
+	try {
+		memory::create("zero", 0);
+		BOOST_FAIL("size 0 accepted");
+	} catch (const std::system_error &e) {
+		BOOST_TEST((e.code() == errc::invalid_size));
+		BOOST_TEST(std::string(e.what()).find("'zero'") != std::string::npos);
+	}
+}
+
+BOOST_AUTO_TEST_CASE(secret_size_is_set_once)
+{
+	if (test::suite_backend() != backend::secret)
+		return; /* memfd_exclusive resizes: see the exclusive tests */
+	memory mem = memory::create("once", 4096, test::suite_options());
+	std::error_code ec;
+	mem.resize(8192, ec);
+	BOOST_TEST((ec == std::errc::invalid_argument)); /* mm/secretmem.c: secretmem_setattr() */
+	BOOST_TEST(mem.size() == 4096u);
+	/* and it has no seals: F_GET_SEALS fails, which is not "unsealed" */
+	seals s = mem.current_seals(ec);
+	BOOST_TEST(!!ec);
+	BOOST_TEST(s.empty());
+	mem.add_seals(seals(seals::shrink), ec);
+	BOOST_TEST(!!ec);
+}
+
+BOOST_AUTO_TEST_CASE(exclusive_resizes_and_seals)
+{
+	if (test::suite_backend() != backend::exclusive)
+		return; /* memfd_secret: see secret_size_is_set_once */
+	memory mem = memory::create("reseal", 4096, test::suite_options());
+	mem.resize(3 * 4096);
+	BOOST_TEST(mem.size() == 3u * 4096);
+	mem.resize(4096);
+	BOOST_TEST(mem.size() == 4096u);
+	mem.add_seals(seals(seals::shrink | seals::grow));
+	std::error_code ec;
+	BOOST_TEST(mem.current_seals(ec).bits() == (seals::shrink | seals::grow));
+	mem.resize(8192, ec);
+	BOOST_TEST((ec == std::errc::operation_not_permitted));
+	mem.add_seals(seals(seals::seal));
+	mem.add_seals(seals(seals::write), ec);
+	BOOST_TEST((ec == std::errc::operation_not_permitted));
+}
+
+BOOST_AUTO_TEST_CASE(without_allow_sealing_the_fd_starts_sealed)
+{
+	create_options o = test::suite_options();
+	if (*o.require == backend::secret)
+		o.require = backend::ordinary; /* the flag's plumbing, on a backend with seals */
+	o.allow_sealing = false;
+	memory mem = memory::create("nosealing", 4096, o);
+	std::error_code ec;
+	BOOST_TEST(mem.current_seals(ec).contains(seals(seals::seal)));
+	mem.add_seals(seals(seals::shrink), ec);
+	BOOST_TEST((ec == std::errc::operation_not_permitted));
+}
+
+BOOST_AUTO_TEST_CASE(seals_on_ordinary_memory)
+{
+	create_options o;
+	o.require = backend::ordinary;
+	memory mem = memory::create("sealed", 4096, o);
+	mem.add_seals(seals(seals::shrink | seals::future_write));
+	std::error_code ec;
+	BOOST_TEST(mem.current_seals(ec).bits() == (seals::shrink | seals::future_write));
+	BOOST_TEST(to_string(mem.current_seals(ec)) == "shrink|future_write");
+	try {
+		mem.resize(0);
+		BOOST_FAIL("shrink past F_SEAL_SHRINK accepted");
+	} catch (const std::system_error &e) {
+		BOOST_TEST((e.code() == std::errc::operation_not_permitted));
+		BOOST_TEST(std::string(e.what()).find("memfd_create") != std::string::npos);
+	}
+}
+
+BOOST_AUTO_TEST_CASE(adopt_identifies_backends_and_rejects_the_rest)
+{
+	const std::size_t before = test::open_fd_count();
+	std::error_code ec;
+
+	memory mem = memory::create("adoptee", 4096, test::suite_options());
+	memory back = memory::adopt(mem.release(), ec);
+	BOOST_TEST(!ec);
+	BOOST_TEST((back.backend() == test::suite_backend()));
+	back = memory();
+
+	int p[2];
+	BOOST_REQUIRE(::pipe2(p, O_CLOEXEC) == 0);
+	::close(p[1]);
+	memory m = memory::adopt(unique_fd(p[0]), ec);
+	BOOST_TEST((ec == errc::wrong_file_type));
+
+	int sv[2];
+	BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+	::close(sv[1]);
+	m = memory::adopt(unique_fd(sv[0]), ec);
+	BOOST_TEST((ec == errc::wrong_file_type));
+
+	std::string dir = test::temp_dir();
+	std::string file = dir + "/regular";
+	unique_fd reg(::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+	BOOST_REQUIRE(reg.valid());
+	BOOST_REQUIRE(::ftruncate(reg.get(), 4096) == 0);
+	m = memory::adopt(std::move(reg), ec);
+	BOOST_TEST((ec == errc::wrong_file_type));
+	::unlink(file.c_str());
+	::rmdir(dir.c_str());
+
+	unique_fd plain(::memfd_create("plain", MFD_CLOEXEC));
+	m = memory::adopt(std::move(plain), ec);
+	BOOST_TEST(!ec);
+	BOOST_TEST((m.backend() == backend::ordinary));
+	m = memory();
+
+	BOOST_TEST(test::open_fd_count() == before);
+}
+
+BOOST_AUTO_TEST_CASE(probe_matches_the_marker)
+{
+	kernel_support ks = probe_kernel();
+	BOOST_TEST(ks.exclusive == (::access(MEMFD_EXCLUSIVE_SYSFS_DIR, F_OK) == 0));
+	BOOST_TEST((ks.exclusive || ks.secret));
+	BOOST_TEST(to_string(backend::exclusive) == "memfd_exclusive");
+	BOOST_TEST(to_string(backend::secret) == "memfd_secret");
+	BOOST_TEST(to_string(backend::ordinary) == "memfd_create");
+}
