@@ -97,8 +97,9 @@ void check_ready_line(e2e::vault &v, const std::string &socket)
 {
 	BOOST_REQUIRE_MESSAGE(v.ready(), "vault did not start: " << v.log());
 	const std::string &log = v.log();
-	BOOST_CHECK(contains(log, "ready on " + socket + " (backend memfd_secret, 64 bytes, seals none)") ||
-		    contains(log, "ready on " + socket + " (backend memfd_exclusive, 64 bytes, seals "));
+	const std::string ready = "ready on " + socket + " (backend ";
+	BOOST_CHECK(contains(log, ready + "memfd_secret, 64 bytes, seals none)") ||
+		    contains(log, ready + "memfd_exclusive, 64 bytes, seals "));
 }
 
 /* xmem-sign --check-seals: a writable mapping fails when sealed, is reported when not. */
@@ -332,7 +333,9 @@ BOOST_AUTO_TEST_CASE(bad_key_malformed)
 	check_bad_key(*this, dir / "a-directory", "not a regular file");
 	e2e::write_text(dir / "der", der);
 	check_bad_key(*this, dir / "der", "not a PEM key file");
-	e2e::write_text(dir / "base64.pem", "-----BEGIN PRIVATE KEY-----\nMC4C*AEAMAUGAytlcAQiBCA=\n-----END PRIVATE KEY-----\n");
+	e2e::write_text(dir / "base64.pem", "-----BEGIN PRIVATE KEY-----\n"
+					    "MC4C*AEAMAUGAytlcAQiBCA=\n"
+					    "-----END PRIVATE KEY-----\n");
 	check_bad_key(*this, dir / "base64.pem", "invalid base64");
 	e2e::write_text(dir / "no-end.pem", read_text(good).substr(0, 40));
 	check_bad_key(*this, dir / "no-end.pem", "malformed PEM");
