@@ -49,8 +49,7 @@ public:
 			       "is available (memfd_secret needs CONFIG_SECRETMEM and is off when "
 			       "booted with secretmem.enable=0)";
 		case errc::memlock_limit:
-			return "RLIMIT_MEMLOCK too small for this mapping (raise it with ulimit -l, "
-			       "or LimitMEMLOCK= in a systemd unit)";
+			return "RLIMIT_MEMLOCK too small for this mapping";
 		case errc::invalid_size:
 			return "invalid size (0, or beyond what the backend supports)";
 		case errc::invalid_name:

@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * xmem-sign: asks an xmem-vault for its Ed25519 key, maps it read-only and
+ * signs a file with it where it lies.
+ *
+ *   xmem-sign --socket PATH --in FILE --sig OUT.sig --pub OUT.pem
+ *             [--name NAME] [--allow-ordinary] [--check-seals]
+ *
+ * OUT.sig gets the 64-byte raw Ed25519 signature, OUT.pem the public key as
+ * a PEM SubjectPublicKeyInfo (RFC 8410, section 4), so that
+ *   openssl pkeyutl -verify -pubin -inkey OUT.pem -rawin -in FILE -sigfile OUT.sig
+ * accepts it. --check-seals also tries to map the key writable, which must
+ * fail (EPERM) on the exclusive backend.
+ */
+
+#include "../common/cli.hpp"
+
+#include <xmem/xmem.hpp>
+
+#include <sodium.h>
+
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+using namespace std::chrono_literals;
+using xmem_examples::usage_error;
+
+namespace {
+
+struct options {
+	std::string socket;
+	std::string in;
+	std::string sig;
+	std::string pub;
+	std::string name = "ed25519";
+	bool allow_ordinary = false;
+	bool check_seals = false;
+};
+
+constexpr const char *usage_text =
+	"usage: xmem-sign --socket PATH --in FILE --sig OUT.sig --pub OUT.pem\n"
+	"                 [--name NAME] [--allow-ordinary] [--check-seals]\n";
+
+/* The seals a key on the exclusive backend must carry. */
+constexpr xmem::seals required_seals{xmem::seals::shrink | xmem::seals::grow |
+				     xmem::seals::future_write};
+
+/* A failure worth one line; main() prints it. */
+struct failure : std::runtime_error {
+	using std::runtime_error::runtime_error;
+};
+
+void say(const std::string &line)
+{
+	std::fprintf(stderr, "xmem-sign: %s\n", line.c_str());
+}
+
+void parse_flag(options &o, int argc, char **argv, int &i)
+{
+	using xmem_examples::option_value;
+	const std::string flag = argv[i];
+
+	if (flag == "--socket")
+		o.socket = option_value(argc, argv, i);
+	else if (flag == "--in")
+		o.in = option_value(argc, argv, i);
+	else if (flag == "--sig")
+		o.sig = option_value(argc, argv, i);
+	else if (flag == "--pub")
+		o.pub = option_value(argc, argv, i);
+	else if (flag == "--name")
+		o.name = option_value(argc, argv, i);
+	else if (flag == "--allow-ordinary")
+		o.allow_ordinary = true;
+	else if (flag == "--check-seals")
+		o.check_seals = true;
+	else
+		throw usage_error("unknown argument '" + flag + "'");
+}
+
+options parse_options(int argc, char **argv)
+{
+	options o;
+
+	for (int i = 1; i < argc; i++)
+		parse_flag(o, argc, argv, i);
+	if (o.socket.empty() || o.in.empty() || o.sig.empty() || o.pub.empty())
+		throw usage_error("--socket, --in, --sig and --pub are required");
+	return o;
+}
+
+/* ------------------------------------------------------------------ */
+/* Files                                                               */
+
+/* All of @path (the message to sign; not secret). Throws failure. */
+std::vector<unsigned char> read_file(const std::string &path)
+{
+	xmem::unique_fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+	if (!fd)
+		throw failure(path + ": cannot open: " + std::strerror(errno));
+
+	std::vector<unsigned char> data;
+	std::array<unsigned char, 65536> buf;
+	for (;;) {
+		ssize_t n = ::read(fd.get(), buf.data(), buf.size());
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			throw failure(path + ": cannot read: " + std::strerror(errno));
+		if (n == 0)
+			return data;
+		data.insert(data.end(), buf.begin(), buf.begin() + n);
+	}
+}
+
+/* Writes @data to @path (created mode 0644, or truncated). Throws failure. */
+void write_file(const std::string &path, const void *data, std::size_t size)
+{
+	xmem::unique_fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+	if (!fd)
+		throw failure(path + ": cannot create: " + std::strerror(errno));
+
+	const auto *p = static_cast<const unsigned char *>(data);
+	while (size > 0) {
+		ssize_t n = ::write(fd.get(), p, size);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			throw failure(path + ": cannot write: " + std::strerror(errno));
+		p += n;
+		size -= static_cast<std::size_t>(n);
+	}
+	if (::close(fd.release()) < 0)
+		throw failure(path + ": cannot write: " + std::strerror(errno));
+}
+
+/*
+ * The PEM SubjectPublicKeyInfo of the 32-byte Ed25519 public key @pk:
+ * SEQUENCE { SEQUENCE { OID 1.3.101.112 }, BIT STRING (0 unused bits) pk }.
+ */
+std::string public_key_pem(const unsigned char *pk)
+{
+	constexpr unsigned char spki_prefix[] = {
+		0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+	};
+	std::array<unsigned char, sizeof(spki_prefix) + crypto_sign_PUBLICKEYBYTES> der;
+	std::memcpy(der.data(), spki_prefix, sizeof(spki_prefix));
+	std::memcpy(der.data() + sizeof(spki_prefix), pk, crypto_sign_PUBLICKEYBYTES);
+
+	constexpr std::size_t b64_len =
+		sodium_base64_ENCODED_LEN(der.size(), sodium_base64_VARIANT_ORIGINAL);
+	std::array<char, b64_len> b64;
+	sodium_bin2base64(b64.data(), b64.size(), der.data(), der.size(),
+			  sodium_base64_VARIANT_ORIGINAL);
+	return "-----BEGIN PUBLIC KEY-----\n" + std::string(b64.data()) +
+	       "\n-----END PUBLIC KEY-----\n";
+}
+
+/* ------------------------------------------------------------------ */
+/* The key                                                             */
+
+/* Asks the vault at @o.socket for @o.name; returns it verified. Throws failure. */
+xmem::received_memory fetch_key(const options &o)
+{
+	xmem::requirements req;
+	req.size = crypto_sign_SECRETKEYBYTES;
+	req.accept_ordinary = o.allow_ordinary;
+
+	try {
+		xmem::channel ch = xmem::channel::connect(o.socket);
+		ch.set_timeout(10s);
+		ch.send_request(o.name);
+		return ch.receive_memory(req);
+	} catch (const std::system_error &e) {
+		if (e.code() == std::errc::permission_denied)
+			throw failure(o.socket + ": the vault refused us (uid " +
+				      std::to_string(::geteuid()) + " not allowed): " + e.what());
+		throw failure(o.socket + ": " + e.what());
+	}
+}
+
+/* On the exclusive backend, the seals must keep the key fixed and read-only. */
+void check_received(const xmem::received_memory &key)
+{
+	say("received " + std::to_string(key.size) + " bytes '" + key.name + "', backend " +
+	    std::string(xmem::to_string(key.memory.backend())) + ", seals " +
+	    xmem::to_string(key.seals));
+	if (key.memory.backend() == xmem::backend::exclusive &&
+	    !key.seals.contains(required_seals))
+		throw failure("key memory lacks seals " + xmem::to_string(required_seals));
+	if (key.memory.backend() == xmem::backend::ordinary)
+		say("WARNING: the key is in ordinary memory");
+}
+
+/*
+ * Tries to map the key writable: sealed memory must refuse (EPERM).
+ * memfd_secret has no seals, so there it is allowed; reported, not failed.
+ */
+void check_writable_mapping(const xmem::received_memory &key)
+{
+	std::error_code ec;
+	xmem::mapping rw = xmem::mapping::map(key.memory, xmem::access::read_write, ec);
+	if (ec) {
+		say("writable mapping refused (" + ec.message() + ")");
+		return;
+	}
+	rw.unmap();
+	if (key.memory.backend() == xmem::backend::secret) {
+		say("writable mapping allowed: memfd_secret has no seals");
+		return;
+	}
+	throw failure("a writable mapping of sealed key memory succeeded");
+}
+
+/* Signs @msg with the key in @map; writes @o.sig and @o.pub. Throws failure. */
+void sign(const options &o, const xmem::mapping &map, const std::vector<unsigned char> &msg)
+{
+	const auto *sk = reinterpret_cast<const unsigned char *>(map.data());
+	const unsigned char *pk = sk + crypto_sign_SECRETKEYBYTES - crypto_sign_PUBLICKEYBYTES;
+	std::array<unsigned char, crypto_sign_BYTES> sig;
+
+	crypto_sign_detached(sig.data(), nullptr, msg.data(), msg.size(), sk);
+	if (crypto_sign_verify_detached(sig.data(), msg.data(), msg.size(), pk) != 0)
+		throw failure("the signature does not verify with the key's own public key");
+	write_file(o.sig, sig.data(), sig.size());
+	std::string pem = public_key_pem(pk);
+	write_file(o.pub, pem.data(), pem.size());
+	say("signed " + o.in + " (" + std::to_string(msg.size()) + " bytes): " + o.sig +
+	    ", public key " + o.pub);
+}
+
+int run(const options &o)
+{
+	std::vector<unsigned char> msg = read_file(o.in);
+	xmem::received_memory key = fetch_key(o);
+	check_received(key);
+	if (o.check_seals)
+		check_writable_mapping(key);
+
+	std::error_code ec;
+	xmem::mapping map = xmem::mapping::map(key.memory, xmem::access::read_only, ec);
+	if (ec)
+		throw failure("cannot map the key read-only: " + ec.message());
+	sign(o, map, msg);
+	return 0;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	options o;
+	try {
+		o = parse_options(argc, argv);
+	} catch (const usage_error &e) {
+		std::fprintf(stderr, "xmem-sign: %s\n%s", e.what(), usage_text);
+		return 2;
+	}
+	if (sodium_init() < 0) {
+		say("sodium_init failed");
+		return 1;
+	}
+	try {
+		return run(o);
+	} catch (const std::exception &e) {
+		say(e.what());
+	}
+	return 1;
+}

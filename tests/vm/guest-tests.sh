@@ -1,0 +1,36 @@
+#!/bin/sh
+# Runs inside the patched kernel (scripts/vm-run, host root read-only, the
+# repository's build/ read-write). Every step must pass; a missing feature
+# fails, it never skips: this kernel is built from our own config.
+#   1. tests/vm/smoke.sh: the kernel has what the tests need
+#   2. tests/vm/kernel-tests.sh: KUnit results and the kselftest
+#   3. libxmem's meson suites again, on the memfd_exclusive backend
+set -eu
+
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$repo"
+failed=""
+
+run() {
+	name=$1
+	shift
+	echo "guest-tests: == $name"
+	if "$@"; then
+		echo "guest-tests: $name: PASS"
+	else
+		echo "guest-tests: $name: FAIL ($?)"
+		failed="$failed $name"
+	fi
+}
+
+run smoke tests/vm/smoke.sh
+run kernel tests/vm/kernel-tests.sh "$repo/build/kernel/selftest/memfd_exclusive"
+[ -d /sys/kernel/mm/memfd_exclusive ] || failed="$failed no-memfd_exclusive-marker"
+run libxmem env XMEM_TEST_BACKEND=exclusive \
+	meson test -C build --no-rebuild --print-errorlogs --logbase vm-testlog
+
+if [ -n "$failed" ]; then
+	echo "guest-tests: FAILED:$failed"
+	exit 1
+fi
+echo "guest-tests: all passed"
