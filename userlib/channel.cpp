@@ -81,7 +81,8 @@ received_memory verify_memory(unique_fd fd, const wire::header &h, const require
 			      std::error_code &ec) noexcept
 {
 	received_memory out{{}, 0, {}, false, {}};
-	memory mem = memory::adopt(std::move(fd), ec);
+	std::size_t size;
+	memory mem = memory::adopt(std::move(fd), size, ec);
 	if (ec)
 		return out;
 	if (mem.backend() == backend::ordinary && !req.accept_ordinary) {
@@ -89,9 +90,6 @@ received_memory verify_memory(unique_fd fd, const wire::header &h, const require
 		return out;
 	}
 
-	std::size_t size = mem.size(ec);
-	if (ec)
-		return out;
 	if (size == 0 || size != h.size || (req.size && size != *req.size)) {
 		ec = errc::size_mismatch;
 		return out;

@@ -207,7 +207,14 @@ memory memory::create(std::string_view name, std::size_t size, const create_opti
 
 memory memory::adopt(unique_fd fd, std::error_code &ec) noexcept
 {
+	std::size_t size;
+	return adopt(std::move(fd), size, ec);
+}
+
+memory memory::adopt(unique_fd fd, std::size_t &size, std::error_code &ec) noexcept
+{
 	ec.clear();
+	size = 0;
 	struct stat st;
 	struct statfs sfs;
 	if (::fstat(fd.get(), &st) < 0 || ::fstatfs(fd.get(), &sfs) < 0) {
@@ -218,6 +225,7 @@ memory memory::adopt(unique_fd fd, std::error_code &ec) noexcept
 		ec = errc::wrong_file_type;
 		return {};
 	}
+	size = static_cast<std::size_t>(st.st_size);
 
 	switch (static_cast<unsigned long>(sfs.f_type)) {
 	case MEMFD_EXCLUSIVE_MAGIC:

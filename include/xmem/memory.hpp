@@ -106,6 +106,8 @@ public:
 	 * errc::wrong_file_type for anything else (fd closed).
 	 */
 	static memory adopt(unique_fd fd, std::error_code &ec) noexcept;
+	/* As above, and sets @size to its size in bytes from the same fstat(2). */
+	static memory adopt(unique_fd fd, std::size_t &size, std::error_code &ec) noexcept;
 
 	memory() noexcept = default;
 
