@@ -78,7 +78,7 @@
 #include "memfd_exclusive_pool.h"
 
 #define MFDX_BLOCK_ORDER	PMD_ORDER
-#define MFDX_BLOCK_PAGES	(1U << MFDX_BLOCK_ORDER)
+#define MFDX_BLOCK_PAGES	BIT(MFDX_BLOCK_ORDER)
 #define MFDX_BLOCK_SIZE		(PAGE_SIZE << MFDX_BLOCK_ORDER)
 
 /* Default high-water mark of free pool memory per node, in bytes. */
@@ -101,7 +101,7 @@ struct mfdx_block {
  * drains partly used blocks and wholly free ones stay free to be released.
  */
 struct mfdx_pool_node {
-	spinlock_t lock;
+	spinlock_t lock;		/* protects all below and the blocks */
 	struct list_head blocks;
 	struct list_head returning;	/* blocks with pages to recycle */
 	unsigned long nr_blocks;
@@ -136,6 +136,7 @@ struct mfdx_zero_slot {
 	unsigned long addr;
 	pte_t *ptep;
 };
+
 static DEFINE_PER_CPU(struct mfdx_zero_slot, mfdx_zero_slot);
 
 /*
@@ -731,6 +732,7 @@ static ssize_t pool_blocks_show(struct kobject *kobj,
 {
 	return sysfs_emit(buf, "%lu\n", mfdx_pool_nr_blocks());
 }
+
 static struct kobj_attribute pool_blocks_attr = __ATTR_RO(pool_blocks);
 
 static ssize_t pool_free_pages_show(struct kobject *kobj,
@@ -738,6 +740,7 @@ static ssize_t pool_free_pages_show(struct kobject *kobj,
 {
 	return sysfs_emit(buf, "%lu\n", mfdx_pool_free_pages());
 }
+
 static struct kobj_attribute pool_free_pages_attr = __ATTR_RO(pool_free_pages);
 
 #define MFDX_STAT_ATTR(_name, _counter)					\
@@ -771,13 +774,14 @@ static ssize_t pool_high_water_kb_store(struct kobject *kobj,
 	err = kstrtoul(buf, 10, &kb);
 	if (err)
 		return err;
-	if (kb > (ULONG_MAX >> 10))
+	if (kb > (ULONG_MAX >> 11))
 		return -EINVAL;
 	WRITE_ONCE(mfdx_high_water, kb << 10);
 	/* Trim now. */
 	mod_delayed_work(system_wq, &mfdx_pool_work, 0);
 	return count;
 }
+
 static struct kobj_attribute pool_high_water_kb_attr =
 	__ATTR_RW(pool_high_water_kb);
 
@@ -801,7 +805,7 @@ const struct attribute_group mfdx_pool_attr_group = {
 /* KUnit: is @page part of a pool block (whatever its state)? */
 VISIBLE_IF_KUNIT bool mfdx_pool_owns_page(struct page *page)
 {
-	return mfdx_lookup_block(page) != NULL;
+	return !!mfdx_lookup_block(page);
 }
 EXPORT_SYMBOL_IF_KUNIT(mfdx_pool_owns_page);
 

@@ -23,7 +23,7 @@
 
 MODULE_IMPORT_NS(EXPORTED_FOR_KUNIT_TESTING);
 
-#define POOL_BLOCK_PAGES	(1UL << PMD_ORDER)
+#define POOL_BLOCK_PAGES	BIT(PMD_ORDER)
 
 struct pool_walk_result {
 	unsigned long present;		/* pool pages found in the direct map */
@@ -151,9 +151,9 @@ static void pool_test_unmapped(struct kunit *test)
 		unsigned int level;
 
 		/* Changed in place, not split into 4 KiB PTEs. */
-		KUNIT_EXPECT_NOT_NULL(test,
-			lookup_address((unsigned long)folio_address(folio[0]),
-				       &level));
+		unsigned long addr = (unsigned long)folio_address(folio[0]);
+
+		KUNIT_EXPECT_NOT_NULL(test, lookup_address(addr, &level));
 		KUNIT_EXPECT_EQ(test, level, (unsigned int)PG_LEVEL_2M);
 	}
 #endif
@@ -378,6 +378,7 @@ static struct kunit_suite memfd_exclusive_pool_suite = {
 	.exit = pool_test_exit,
 	.test_cases = memfd_exclusive_pool_cases,
 };
+
 kunit_test_suite(memfd_exclusive_pool_suite);
 
 MODULE_DESCRIPTION("KUnit tests of the memfd_exclusive direct-map pool");
