@@ -1,0 +1,625 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * memfd_exclusive(2): memory file descriptors whose pages are removed from
+ * the kernel's direct map for as long as they are allocated.
+ *
+ * The guarantees are those of memfd_secret(2) (mm/secretmem.c): no kernel
+ * mapping of the pages, no GUP (the mapping carries AS_NO_DIRECT_MAP), no
+ * read(2)/write(2), MAP_SHARED only, never executable, unevictable and
+ * unmovable, charged to RLIMIT_MEMLOCK and to the memory cgroup, left out of
+ * core dumps, and no hibernation while any such file exists. Booting with
+ * memfd_exclusive.enable=0 disables the system call and its sysfs directory.
+ *
+ * On top of that the file has a name, shown as "/memfd_exclusive:NAME" in
+ * /proc/PID/maps and fd links, can grow and shrink with ftruncate(2), and
+ * takes memfd seals (F_SEAL_SEAL, SHRINK, GROW, WRITE, FUTURE_WRITE and EXEC)
+ * through the fcntl(2) code in mm/memfd.c.
+ *
+ * Locking: the mapping's invalidate_lock is held shared while a fault looks
+ * up or inserts a page and exclusive while the size changes, so a fault never
+ * inserts a page beyond EOF. Seals are changed under the inode lock, which
+ * ->setattr also holds.
+ */
+
+#define pr_fmt(fmt) "memfd_exclusive: " fmt
+
+#include <linux/cred.h>
+#include <linux/fcntl.h>
+#include <linux/fs.h>
+#include <linux/init.h>
+#include <linux/kobject.h>
+#include <linux/memfd_exclusive.h>
+#include <linux/mm.h>
+#include <linux/mount.h>
+#include <linux/pagemap.h>
+#include <linux/pseudo_fs.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/user.h>
+#include <linux/set_memory.h>
+#include <linux/slab.h>
+#include <linux/syscalls.h>
+#include <linux/sysfs.h>
+#include <kunit/visibility.h>
+
+#include <asm/tlbflush.h>
+
+#define MFDX_PREFIX_LEN		(sizeof(MFD_EXCLUSIVE_NAME_PREFIX) - 1)
+
+static bool mfdx_enable __ro_after_init = true;
+module_param_named(enable, mfdx_enable, bool, 0400);
+MODULE_PARM_DESC(enable, "Enable the memfd_exclusive(2) system call");
+
+static struct vfsmount *mfdx_mnt __ro_after_init;
+
+/* Live files (regions) and pages held by all of them, for sysfs. */
+static atomic_t mfdx_nr_regions = ATOMIC_INIT(0);
+static atomic_long_t mfdx_nr_pages = ATOMIC_LONG_INIT(0);
+
+struct mfdx_inode {
+	struct user_struct *user;	/* charged for RLIMIT_MEMLOCK */
+	atomic_long_t nr_accounted;	/* pages charged to @user */
+	unsigned int seals;		/* F_SEAL_*, changed under inode lock */
+};
+
+bool memfd_exclusive_active(void)
+{
+	return atomic_read(&mfdx_nr_regions) != 0;
+}
+
+VISIBLE_IF_KUNIT unsigned long memfd_exclusive_pages_in_use(void)
+{
+	return atomic_long_read(&mfdx_nr_pages);
+}
+EXPORT_SYMBOL_IF_KUNIT(memfd_exclusive_pages_in_use);
+
+VISIBLE_IF_KUNIT unsigned long memfd_exclusive_nr_regions(void)
+{
+	return atomic_read(&mfdx_nr_regions);
+}
+EXPORT_SYMBOL_IF_KUNIT(memfd_exclusive_nr_regions);
+
+/*
+ * Page allocation and release. Every page of every file comes from
+ * mfdx_alloc_folio() and goes back through mfdx_release_folio(), so that a
+ * pool of pages taken off the direct map in larger blocks can replace this
+ * pair without touching the rest of the file.
+ */
+
+/*
+ * mfdx_alloc_folio - get a zeroed order-0 folio that is not in the direct map
+ * @gfp: allocation flags
+ *
+ * Returns the folio with one reference, or an ERR_PTR: -ENOMEM when no page
+ * is available, or the error of set_direct_map_invalid_noflush(). The kernel
+ * TLB has been flushed for the page when this returns.
+ */
+static struct folio *mfdx_alloc_folio(gfp_t gfp)
+{
+	struct folio *folio;
+	unsigned long addr;
+	int err;
+
+	folio = folio_alloc(gfp | __GFP_ZERO, 0);
+	if (!folio)
+		return ERR_PTR(-ENOMEM);
+
+	err = set_direct_map_invalid_noflush(folio_page(folio, 0));
+	if (err) {
+		folio_put(folio);
+		return ERR_PTR(err);
+	}
+
+	addr = (unsigned long)folio_address(folio);
+	flush_tlb_kernel_range(addr, addr + PAGE_SIZE);
+	atomic_long_inc(&mfdx_nr_pages);
+	return folio;
+}
+
+/*
+ * mfdx_release_folio - return a folio of mfdx_alloc_folio() to the direct map
+ * @folio: the folio, no longer mapped to userspace nor in the page cache
+ *
+ * Restores the direct map entry and zeroes the page. The caller still owns
+ * its reference(s) and drops them afterwards.
+ */
+static void mfdx_release_folio(struct folio *folio)
+{
+	/* Cannot fail: the split already happened when the page was removed. */
+	set_direct_map_default_noflush(folio_page(folio, 0));
+	folio_zero_segment(folio, 0, folio_size(folio));
+	atomic_long_dec(&mfdx_nr_pages);
+}
+
+/*
+ * mfdx_zero_tail - zero a folio from @from to its end
+ *
+ * Used when the file shrinks to a size that is not a multiple of PAGE_SIZE.
+ * The page is put back into the direct map for the time of the memset only,
+ * then removed again and the kernel TLB flushed.
+ */
+static void mfdx_zero_tail(struct folio *folio, size_t from)
+{
+	struct page *page = folio_page(folio, 0);
+	unsigned long addr = (unsigned long)folio_address(folio);
+
+	set_direct_map_default_noflush(page);
+	folio_zero_segment(folio, from, folio_size(folio));
+	WARN_ON_ONCE(set_direct_map_invalid_noflush(page));
+	flush_tlb_kernel_range(addr, addr + PAGE_SIZE);
+}
+
+/*
+ * RLIMIT_MEMLOCK accounting, per page as it is faulted in, against the user
+ * that created the file and the limit of the task that faults.
+ */
+static bool mfdx_account(struct mfdx_inode *mi, unsigned long nr_pages)
+{
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	unsigned long cur = atomic_long_read(&mi->user->locked_vm);
+
+	do {
+		if (cur + nr_pages > limit)
+			return false;
+	} while (!atomic_long_try_cmpxchg(&mi->user->locked_vm, &cur,
+					  cur + nr_pages));
+
+	atomic_long_add(nr_pages, &mi->nr_accounted);
+	return true;
+}
+
+static void mfdx_unaccount(struct mfdx_inode *mi, unsigned long nr_pages)
+{
+	atomic_long_sub(nr_pages, &mi->user->locked_vm);
+	atomic_long_sub(nr_pages, &mi->nr_accounted);
+}
+
+/*
+ * mfdx_get_folio - find or create the page at @index
+ *
+ * Called with the invalidate_lock held shared. Returns the folio locked and
+ * with a reference, or an ERR_PTR: -EINVAL at or beyond EOF, -ENOSPC when
+ * RLIMIT_MEMLOCK is exhausted, -ENOMEM.
+ */
+static struct folio *mfdx_get_folio(struct inode *inode, pgoff_t index)
+{
+	struct address_space *mapping = inode->i_mapping;
+	struct mfdx_inode *mi = inode->i_private;
+	gfp_t gfp = mapping_gfp_mask(mapping);
+	struct folio *folio;
+	int err;
+
+	if (index >= DIV_ROUND_UP(i_size_read(inode), PAGE_SIZE))
+		return ERR_PTR(-EINVAL);
+
+	for (;;) {
+		folio = filemap_lock_folio(mapping, index);
+		if (!IS_ERR(folio))
+			return folio;
+
+		if (!mfdx_account(mi, 1))
+			return ERR_PTR(-ENOSPC);
+
+		folio = mfdx_alloc_folio(gfp);
+		if (IS_ERR(folio)) {
+			mfdx_unaccount(mi, 1);
+			return folio;
+		}
+
+		__folio_mark_uptodate(folio);
+		/* Charges the memory cgroup and returns the folio locked. */
+		err = filemap_add_folio(mapping, folio, index, gfp);
+		if (!err)
+			return folio;
+
+		mfdx_unaccount(mi, 1);
+		mfdx_release_folio(folio);
+		folio_put(folio);
+		if (err != -EEXIST)
+			return ERR_PTR(err);
+	}
+}
+
+/*
+ * memfd_exclusive_get_folio - the fault path without a user mapping
+ *
+ * Returns the folio at @index unlocked, with a reference the caller drops,
+ * or an ERR_PTR as mfdx_get_folio(). For the KUnit suite.
+ */
+VISIBLE_IF_KUNIT
+struct folio *memfd_exclusive_get_folio(struct file *file, pgoff_t index)
+{
+	struct address_space *mapping = file->f_mapping;
+	struct folio *folio;
+
+	filemap_invalidate_lock_shared(mapping);
+	folio = mfdx_get_folio(file_inode(file), index);
+	filemap_invalidate_unlock_shared(mapping);
+	if (!IS_ERR(folio))
+		folio_unlock(folio);
+	return folio;
+}
+EXPORT_SYMBOL_IF_KUNIT(memfd_exclusive_get_folio);
+
+static vm_fault_t mfdx_fault(struct vm_fault *vmf)
+{
+	struct file *file = vmf->vma->vm_file;
+	struct address_space *mapping = file->f_mapping;
+	struct folio *folio;
+
+	filemap_invalidate_lock_shared(mapping);
+	folio = mfdx_get_folio(file_inode(file), vmf->pgoff);
+	filemap_invalidate_unlock_shared(mapping);
+
+	if (IS_ERR(folio)) {
+		if (PTR_ERR(folio) == -ENOMEM)
+			return VM_FAULT_OOM;
+		/* Beyond EOF or over RLIMIT_MEMLOCK. */
+		return VM_FAULT_SIGBUS;
+	}
+
+	vmf->page = folio_file_page(folio, vmf->pgoff);
+	return VM_FAULT_LOCKED;
+}
+
+static const struct vm_operations_struct mfdx_vm_ops = {
+	.fault = mfdx_fault,
+};
+
+static int mfdx_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	if (!(vma->vm_flags & (VM_SHARED | VM_MAYSHARE)))
+		return -EINVAL;
+
+	/*
+	 * The mount is MNT_NOEXEC, so do_mmap() already refuses PROT_EXEC;
+	 * clearing VM_MAYEXEC also keeps mprotect() from adding it.
+	 */
+	if (vma->vm_flags & VM_EXEC)
+		return -EPERM;
+	vm_flags_mod(vma, VM_DONTDUMP, VM_MAYEXEC);
+	vma->vm_ops = &mfdx_vm_ops;
+	return 0;
+}
+
+static int mfdx_release(struct inode *inode, struct file *file)
+{
+	struct mfdx_inode *mi = inode->i_private;
+
+	/* The pages themselves go when the inode is evicted. */
+	mfdx_unaccount(mi, atomic_long_read(&mi->nr_accounted));
+	free_uid(mi->user);
+	kfree(mi);
+	inode->i_private = NULL;
+	atomic_dec(&mfdx_nr_regions);
+	return 0;
+}
+
+/* No read, write, splice or fallocate: the pages are reachable by mmap only. */
+static const struct file_operations mfdx_fops = {
+	.release	= mfdx_release,
+	.mmap		= mfdx_mmap,
+	.llseek		= noop_llseek,
+};
+
+unsigned int *memfd_exclusive_file_seals_ptr(struct file *file)
+{
+	struct mfdx_inode *mi;
+
+	if (file->f_op != &mfdx_fops)
+		return NULL;
+	mi = file_inode(file)->i_private;
+	return &mi->seals;
+}
+
+static int mfdx_migrate_folio(struct address_space *mapping,
+			      struct folio *dst, struct folio *src,
+			      enum migrate_mode mode)
+{
+	return -EBUSY;
+}
+
+static void mfdx_free_folio(struct folio *folio)
+{
+	mfdx_release_folio(folio);
+}
+
+static const struct address_space_operations mfdx_aops = {
+	.dirty_folio	= noop_dirty_folio,
+	.free_folio	= mfdx_free_folio,
+	.migrate_folio	= mfdx_migrate_folio,
+};
+
+/* Called with the inode lock held. */
+static int mfdx_resize(struct inode *inode, loff_t newsize)
+{
+	struct address_space *mapping = inode->i_mapping;
+	struct mfdx_inode *mi = inode->i_private;
+	loff_t oldsize = inode->i_size;
+	unsigned long nr_before;
+	struct folio *folio;
+	loff_t holebegin;
+
+	if (newsize < oldsize && (mi->seals & F_SEAL_SHRINK))
+		return -EPERM;
+	if (newsize > oldsize && (mi->seals & F_SEAL_GROW))
+		return -EPERM;
+	if (newsize == oldsize)
+		return 0;
+
+	filemap_invalidate_lock(mapping);
+	i_size_write(inode, newsize);
+	if (newsize < oldsize) {
+		/*
+		 * Not truncate_pagecache(): it would zero the partial page
+		 * through the direct map, where the page is not.
+		 */
+		holebegin = round_up(newsize, PAGE_SIZE);
+		nr_before = mapping->nrpages;
+		unmap_mapping_range(mapping, holebegin, 0, 1);
+		truncate_inode_pages(mapping, holebegin);
+		mfdx_unaccount(mi, nr_before - mapping->nrpages);
+
+		if (offset_in_page(newsize)) {
+			folio = filemap_lock_folio(mapping,
+						   newsize >> PAGE_SHIFT);
+			if (!IS_ERR(folio)) {
+				mfdx_zero_tail(folio, offset_in_page(newsize));
+				folio_unlock(folio);
+				folio_put(folio);
+			}
+		}
+	}
+	filemap_invalidate_unlock(mapping);
+	return 0;
+}
+
+static int mfdx_setattr(struct mnt_idmap *idmap, struct dentry *dentry,
+			struct iattr *attr)
+{
+	struct inode *inode = d_inode(dentry);
+	struct mfdx_inode *mi = inode->i_private;
+	int err;
+
+	err = setattr_prepare(idmap, dentry, attr);
+	if (err)
+		return err;
+
+	if ((attr->ia_valid & ATTR_MODE) && (mi->seals & F_SEAL_EXEC) &&
+	    ((inode->i_mode ^ attr->ia_mode) & 0111))
+		return -EPERM;
+
+	if (attr->ia_valid & ATTR_SIZE) {
+		err = mfdx_resize(inode, attr->ia_size);
+		if (err)
+			return err;
+	}
+
+	setattr_copy(idmap, inode, attr);
+	return 0;
+}
+
+static const struct inode_operations mfdx_iops = {
+	.setattr	= mfdx_setattr,
+};
+
+/*
+ * memfd_exclusive_file_create - create a file
+ * @name: the whole dentry name, "memfd_exclusive:" included
+ * @flags: MFD_EXCLUSIVE_* flags, already checked
+ *
+ * Returns the file (O_RDWR, size 0) or an ERR_PTR.
+ */
+VISIBLE_IF_KUNIT
+struct file *memfd_exclusive_file_create(const char *name, unsigned int flags)
+{
+	struct mfdx_inode *mi;
+	struct inode *inode;
+	struct file *file;
+	int err;
+
+	inode = anon_inode_make_secure_inode(mfdx_mnt->mnt_sb,
+					     "[memfd_exclusive]", NULL);
+	if (IS_ERR(inode))
+		return ERR_CAST(inode);
+
+	mi = kzalloc(sizeof(*mi), GFP_KERNEL_ACCOUNT);
+	if (!mi) {
+		err = -ENOMEM;
+		goto err_iput;
+	}
+	mi->user = get_uid(current_user());
+	if (!(flags & MFD_EXCLUSIVE_ALLOW_SEALING))
+		mi->seals = F_SEAL_SEAL;
+	inode->i_private = mi;
+
+	inode->i_op = &mfdx_iops;
+	inode->i_mapping->a_ops = &mfdx_aops;
+	mapping_set_gfp_mask(inode->i_mapping, GFP_HIGHUSER);
+	mapping_set_unevictable(inode->i_mapping);
+	mapping_set_no_direct_map(inode->i_mapping);
+	inode->i_mode |= S_IFREG;
+	inode->i_size = 0;
+
+	file = alloc_file_pseudo(inode, mfdx_mnt, name, O_RDWR, &mfdx_fops);
+	if (IS_ERR(file)) {
+		err = PTR_ERR(file);
+		goto err_free;
+	}
+	file->f_flags |= O_LARGEFILE;
+
+	atomic_inc(&mfdx_nr_regions);
+	return file;
+
+err_free:
+	free_uid(mi->user);
+	kfree(mi);
+	inode->i_private = NULL;
+err_iput:
+	iput(inode);
+	return ERR_PTR(err);
+}
+EXPORT_SYMBOL_IF_KUNIT(memfd_exclusive_file_create);
+
+static bool mfdx_available(void)
+{
+	return mfdx_enable && mfdx_mnt;
+}
+
+SYSCALL_DEFINE2(memfd_exclusive, const char __user *, uname,
+		unsigned int, flags)
+{
+	struct file *file;
+	char *name;
+	long len;
+	int fd, err;
+
+	/* Disabled: behave as a kernel without the call. */
+	if (!mfdx_available())
+		return sys_ni_syscall();
+
+	if (flags & ~MFD_EXCLUSIVE_ALL_FLAGS)
+		return -EINVAL;
+
+	name = kmalloc(MFDX_PREFIX_LEN + MFD_EXCLUSIVE_NAME_MAX_LEN + 1,
+		       GFP_KERNEL);
+	if (!name)
+		return -ENOMEM;
+	memcpy(name, MFD_EXCLUSIVE_NAME_PREFIX, MFDX_PREFIX_LEN);
+	len = strncpy_from_user(name + MFDX_PREFIX_LEN, uname,
+				MFD_EXCLUSIVE_NAME_MAX_LEN + 1);
+	if (len < 0) {
+		err = -EFAULT;
+		goto err_name;
+	}
+	if (len > MFD_EXCLUSIVE_NAME_MAX_LEN) {
+		err = -EINVAL;
+		goto err_name;
+	}
+
+	fd = get_unused_fd_flags(flags & MFD_EXCLUSIVE_CLOEXEC ? O_CLOEXEC : 0);
+	if (fd < 0) {
+		err = fd;
+		goto err_name;
+	}
+
+	file = memfd_exclusive_file_create(name, flags);
+	if (IS_ERR(file)) {
+		err = PTR_ERR(file);
+		goto err_fd;
+	}
+
+	kfree(name);
+	fd_install(fd, file);
+	return fd;
+
+err_fd:
+	put_unused_fd(fd);
+err_name:
+	kfree(name);
+	return err;
+}
+
+/* "/memfd_exclusive:NAME" in /proc/PID/maps and fd links, like memfd. */
+static char *mfdx_dname(struct dentry *dentry, char *buf, int buflen)
+{
+	unsigned int len = dentry->d_name.len;
+	char *p;
+
+	if (len + 2 > buflen)
+		return ERR_PTR(-ENAMETOOLONG);
+	p = buf + buflen - len - 2;
+	p[0] = '/';
+	memcpy(p + 1, dentry->d_name.name, len);
+	p[len + 1] = '\0';
+	return p;
+}
+
+static const struct dentry_operations mfdx_dops = {
+	.d_dname	= mfdx_dname,
+};
+
+static int mfdx_init_fs_context(struct fs_context *fc)
+{
+	struct pseudo_fs_context *ctx;
+
+	ctx = init_pseudo(fc, MEMFD_EXCLUSIVE_MAGIC);
+	if (!ctx)
+		return -ENOMEM;
+	ctx->dops = &mfdx_dops;
+	return 0;
+}
+
+static struct file_system_type mfdx_fs = {
+	.name			= "memfd_exclusive",
+	.init_fs_context	= mfdx_init_fs_context,
+	.kill_sb		= kill_anon_super,
+};
+
+static ssize_t pages_in_use_show(struct kobject *kobj,
+				 struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%ld\n", atomic_long_read(&mfdx_nr_pages));
+}
+
+static struct kobj_attribute pages_in_use_attr = __ATTR_RO(pages_in_use);
+
+static ssize_t regions_show(struct kobject *kobj, struct kobj_attribute *attr,
+			    char *buf)
+{
+	return sysfs_emit(buf, "%d\n", atomic_read(&mfdx_nr_regions));
+}
+
+static struct kobj_attribute regions_attr = __ATTR_RO(regions);
+
+static struct attribute *mfdx_attrs[] = {
+	&pages_in_use_attr.attr,
+	&regions_attr.attr,
+	NULL,
+};
+
+static const struct attribute_group mfdx_attr_group = {
+	.attrs = mfdx_attrs,
+};
+
+static int __init mfdx_sysfs_init(void)
+{
+	struct kobject *kobj;
+	int err;
+
+	kobj = kobject_create_and_add("memfd_exclusive", mm_kobj);
+	if (!kobj)
+		return -ENOMEM;
+
+	err = sysfs_create_group(kobj, &mfdx_attr_group);
+	if (err)
+		kobject_put(kobj);
+	return err;
+}
+
+static int __init memfd_exclusive_init(void)
+{
+	struct vfsmount *mnt;
+	int err;
+
+	if (!mfdx_enable || !can_set_direct_map()) {
+		pr_info("disabled\n");
+		return 0;
+	}
+
+	mnt = kern_mount(&mfdx_fs);
+	if (IS_ERR(mnt))
+		return PTR_ERR(mnt);
+	/* Never executable, whatever the mmap() flags. */
+	mnt->mnt_flags |= MNT_NOEXEC;
+
+	/* The sysfs directory tells userspace that the syscall exists. */
+	err = mfdx_sysfs_init();
+	if (err) {
+		kern_unmount(mnt);
+		return err;
+	}
+
+	mfdx_mnt = mnt;
+	return 0;
+}
+fs_initcall(memfd_exclusive_init);
