@@ -417,43 +417,48 @@ err_free_block:
 	return err;
 }
 
+enum mfdx_recycle {
+	MFDX_RECYCLED,		/* free: frozen, uncharged, reset, zeroed */
+	MFDX_BUSY,		/* still referenced: retry later */
+	MFDX_LOST,		/* in an unexpected state: kept out of use */
+};
+
 /*
  * mfdx_recycle_folio - make a released pool folio free again
  *
- * Called without locks, with the folio off the returning bitmap. Returns
- * true when the folio is free (frozen, uncharged, flags reset, zeroed), false
- * when somebody still holds a reference: the caller retries later.
+ * Called without locks, with the folio off the returning bitmap. A folio in
+ * a state the pool cannot recycle (still mapped or in a page cache) is kept
+ * out of use and out of the direct map for good, and its block with it.
  */
-static bool mfdx_recycle_folio(struct folio *folio)
+static enum mfdx_recycle mfdx_recycle_folio(struct folio *folio)
 {
 	struct page *page = folio_page(folio, 0);
 
 	/* Only the pool's reference left? */
 	if (folio_ref_count(folio) != 1)
-		return false;
+		return MFDX_BUSY;
 	if (folio_test_lru(folio)) {
 		if (!folio_isolate_lru(folio))
-			return false;
+			return MFDX_BUSY;
 		/* Drop the reference the isolation took. */
 		folio_put(folio);
 	}
 	if (!folio_ref_freeze(folio, 1))
-		return false;
+		return MFDX_BUSY;
 
 	mem_cgroup_uncharge(folio);
 	if (WARN_ON_ONCE(folio->mapping || folio_mapped(folio) ||
 			 folio_test_locked(folio) ||
 			 folio_test_writeback(folio) ||
 			 folio_test_private(folio))) {
-		/* Keep it out of the direct map and out of use: a leak. */
 		atomic_long_inc(&mfdx_stat_lost_pages);
-		return true;
+		return MFDX_LOST;
 	}
 	/* As the page allocator does for a freed page. */
 	page->flags &= ~PAGE_FLAGS_CHECK_AT_PREP;
 	page->private = 0;
 	mfdx_pool_zero_segment(folio, 0, PAGE_SIZE);
-	return true;
+	return MFDX_RECYCLED;
 }
 
 /*
@@ -467,6 +472,7 @@ static unsigned long mfdx_recycle_node(int nid)
 	struct mfdx_pool_node *pn = mfdx_nodes[nid];
 	DECLARE_BITMAP(batch, MFDX_BLOCK_PAGES);
 	DECLARE_BITMAP(busy, MFDX_BLOCK_PAGES);
+	DECLARE_BITMAP(lost, MFDX_BLOCK_PAGES);
 	unsigned long pending = 0;
 	struct mfdx_block *b;
 	LIST_HEAD(done);
@@ -485,9 +491,18 @@ static unsigned long mfdx_recycle_node(int nid)
 		spin_unlock(&pn->lock);
 
 		bitmap_zero(busy, MFDX_BLOCK_PAGES);
+		bitmap_zero(lost, MFDX_BLOCK_PAGES);
 		for_each_set_bit(i, batch, MFDX_BLOCK_PAGES) {
-			if (!mfdx_recycle_folio(page_folio(nth_page(b->page, i))))
+			switch (mfdx_recycle_folio(page_folio(nth_page(b->page, i)))) {
+			case MFDX_BUSY:
 				__set_bit(i, busy);
+				break;
+			case MFDX_LOST:
+				__set_bit(i, lost);
+				break;
+			case MFDX_RECYCLED:
+				break;
+			}
 			cond_resched();
 		}
 
@@ -497,7 +512,7 @@ static unsigned long mfdx_recycle_node(int nid)
 				__set_bit(i, b->returning);
 				b->nr_returning++;
 				pending++;
-			} else {
+			} else if (!test_bit(i, lost)) {
 				mfdx_put_free_locked(pn, b, i);
 			}
 		}
