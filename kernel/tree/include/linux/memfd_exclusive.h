@@ -2,6 +2,7 @@
 #ifndef _LINUX_MEMFD_EXCLUSIVE_H
 #define _LINUX_MEMFD_EXCLUSIVE_H
 
+#include <linux/linkage.h>
 #include <linux/types.h>
 #include <uapi/linux/memfd_exclusive.h>
 
@@ -9,6 +10,13 @@ struct file;
 struct folio;
 
 #ifdef CONFIG_MEMFD_EXCLUSIVE
+
+/*
+ * kernel/sys_ni.c, which <linux/syscalls.h> declares only on architectures
+ * without syscall wrappers: a disabled memfd_exclusive() returns what an
+ * unknown system call returns.
+ */
+asmlinkage long sys_ni_syscall(void);
 
 bool memfd_exclusive_active(void);
 unsigned int *memfd_exclusive_file_seals_ptr(struct file *file);

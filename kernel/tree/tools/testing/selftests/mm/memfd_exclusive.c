@@ -25,6 +25,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <linux/io_uring.h>
+#include <linux/loop.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
@@ -630,23 +632,61 @@ TEST(io_uring_fixed_buffer)
 }
 
 /*
- * An O_DIRECT read into the mapping would make the block layer DMA into the
- * pages it got from GUP. It needs a file on a filesystem that does direct I/O
- * with page references (not tmpfs, which copies, nor a read-only 9p root);
- * MFDX_ODIRECT_FILE names one. Without it the case is logged, not run: the
- * io_uring_fixed_buffer and vmsplice cases cover the same GUP refusal.
+ * Attach a loop device to a fresh 1 MiB file in /tmp; returns its fd, or -1
+ * (and errno) when loop devices are not available. @dev receives its path.
+ */
+static int loop_attach(char *dev, size_t len)
+{
+	char backing[] = "/tmp/memfd_exclusive.XXXXXX";
+	int ctl, nr, bfd, lfd = -1;
+
+	ctl = open("/dev/loop-control", O_RDWR);
+	if (ctl < 0)
+		return -1;
+	nr = ioctl(ctl, LOOP_CTL_GET_FREE);
+	close(ctl);
+	if (nr < 0)
+		return -1;
+	snprintf(dev, len, "/dev/loop%d", nr);
+
+	bfd = mkstemp(backing);
+	if (bfd < 0)
+		return -1;
+	unlink(backing);
+	if (!ftruncate(bfd, 1 << 20))
+		lfd = open(dev, O_RDWR);
+	if (lfd >= 0 && ioctl(lfd, LOOP_SET_FD, bfd)) {
+		close(lfd);
+		lfd = -1;
+	}
+	close(bfd);
+	return lfd;
+}
+
+/*
+ * An O_DIRECT read makes the block layer DMA into the pages it got from GUP:
+ * it must fail on the mapping. Uses a loop device over a file in /tmp, or the
+ * file or device MFDX_ODIRECT_FILE names. Without either (no loop driver, not
+ * root) the case is logged as not run rather than skipped: vmsplice,
+ * process_vm_readv and io_uring_fixed_buffer cover the same GUP refusal.
  */
 TEST(o_direct_read)
 {
 	const char *path = getenv("MFDX_ODIRECT_FILE");
-	int fd, file;
-	char *p;
+	char dev[32];
+	int fd, file, loop = -1;
+	char *p, *anon;
 
 	if (!mfdx_available())
 		SKIP(return, "memfd_exclusive(2) is not available");
 	if (!path) {
-		TH_LOG("MFDX_ODIRECT_FILE unset: O_DIRECT not tested");
-		return;
+		loop = loop_attach(dev, sizeof(dev));
+		if (loop < 0) {
+			TH_LOG("no loop device (%s), MFDX_ODIRECT_FILE unset: O_DIRECT not tested",
+			       strerror(errno));
+			return;
+		}
+		path = dev;
 	}
 	file = open(path, O_RDONLY | O_DIRECT);
 	ASSERT_LE(0, file) TH_LOG("%s: %s", path, strerror(errno));
@@ -656,7 +696,21 @@ TEST(o_direct_read)
 	p[0] = 1;
 	EXPECT_EQ(-1, read(file, p, page_size));
 	EXPECT_EQ(EFAULT, errno);
+
+	/* The same read into anonymous memory works: the setup is sound. */
 	close(file);
+	file = open(path, O_RDONLY | O_DIRECT);
+	ASSERT_LE(0, file);
+	anon = mmap(NULL, page_size, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, anon);
+	EXPECT_EQ((ssize_t)page_size, read(file, anon, page_size));
+	munmap(anon, page_size);
+	close(file);
+	if (loop >= 0) {
+		ioctl(loop, LOOP_CLR_FD, 0);
+		close(loop);
+	}
 	munmap(p, page_size);
 	close(fd);
 }
