@@ -459,7 +459,7 @@ SYSCALL_DEFINE2(memfd_exclusive, const char __user *, uname,
 
 	/* Disabled: behave as a kernel without the call. */
 	if (!mfdx_available())
-		return sys_ni_syscall();
+		return -ENOSYS;
 
 	if (flags & ~MFD_EXCLUSIVE_ALL_FLAGS)
 		return -EINVAL;
