@@ -43,6 +43,8 @@
 
 #include <asm/tlbflush.h>
 
+#include "memfd_exclusive_pool.h"
+
 #define MFDX_PREFIX_LEN		(sizeof(MFD_EXCLUSIVE_NAME_PREFIX) - 1)
 
 static bool mfdx_enable __ro_after_init = true;
@@ -89,44 +91,32 @@ EXPORT_SYMBOL_IF_KUNIT(memfd_exclusive_nr_regions);
  * mfdx_alloc_folio - get a zeroed order-0 folio that is not in the direct map
  * @gfp: allocation flags
  *
- * Returns the folio with one reference, or an ERR_PTR: -ENOMEM when no page
- * is available, or the error of set_direct_map_invalid_noflush(). The kernel
- * TLB has been flushed for the page when this returns.
+ * The page comes from the direct-map pool (mm/memfd_exclusive_pool.c): a
+ * 2 MiB block removed from the direct map as a whole, or a single page when
+ * no block can be had. Returns the folio with one reference, or an ERR_PTR
+ * of mfdx_pool_alloc(). The kernel TLB holds no entry for the page.
  */
 static struct folio *mfdx_alloc_folio(gfp_t gfp)
 {
 	struct folio *folio;
-	unsigned long addr;
-	int err;
 
-	folio = folio_alloc(gfp | __GFP_ZERO, 0);
-	if (!folio)
-		return ERR_PTR(-ENOMEM);
-
-	err = set_direct_map_invalid_noflush(folio_page(folio, 0));
-	if (err) {
-		folio_put(folio);
-		return ERR_PTR(err);
-	}
-
-	addr = (unsigned long)folio_address(folio);
-	flush_tlb_kernel_range(addr, addr + PAGE_SIZE);
-	atomic_long_inc(&mfdx_nr_pages);
+	folio = mfdx_pool_alloc(gfp);
+	if (!IS_ERR(folio))
+		atomic_long_inc(&mfdx_nr_pages);
 	return folio;
 }
 
 /*
- * mfdx_release_folio - return a folio of mfdx_alloc_folio() to the direct map
+ * mfdx_release_folio - give a folio of mfdx_alloc_folio() back to the pool
  * @folio: the folio, no longer mapped to userspace nor in the page cache
  *
- * Restores the direct map entry and zeroes the page. The caller still owns
- * its reference(s) and drops them afterwards.
+ * The pool zeroes the page and keeps it out of the direct map until its
+ * block is wholly free and given back. The caller still owns its
+ * reference(s) and drops them afterwards.
  */
 static void mfdx_release_folio(struct folio *folio)
 {
-	/* Cannot fail: the split already happened when the page was removed. */
-	set_direct_map_default_noflush(folio_page(folio, 0));
-	folio_zero_segment(folio, 0, folio_size(folio));
+	mfdx_pool_release(folio);
 	atomic_long_dec(&mfdx_nr_pages);
 }
 
@@ -134,18 +124,12 @@ static void mfdx_release_folio(struct folio *folio)
  * mfdx_zero_tail - zero a folio from @from to its end
  *
  * Used when the file shrinks to a size that is not a multiple of PAGE_SIZE.
- * The page is put back into the direct map for the time of the memset only,
- * then removed again and the kernel TLB flushed.
+ * The pool zeroes through a temporary mapping of its own: the page stays out
+ * of the direct map.
  */
 static void mfdx_zero_tail(struct folio *folio, size_t from)
 {
-	struct page *page = folio_page(folio, 0);
-	unsigned long addr = (unsigned long)folio_address(folio);
-
-	set_direct_map_default_noflush(page);
-	folio_zero_segment(folio, from, folio_size(folio));
-	WARN_ON_ONCE(set_direct_map_invalid_noflush(page));
-	flush_tlb_kernel_range(addr, addr + PAGE_SIZE);
+	mfdx_pool_zero_segment(folio, from, folio_size(folio));
 }
 
 /*
@@ -475,7 +459,7 @@ SYSCALL_DEFINE2(memfd_exclusive, const char __user *, uname,
 
 	/* Disabled: behave as a kernel without the call. */
 	if (!mfdx_available())
-		return sys_ni_syscall();
+		return -ENOSYS;
 
 	if (flags & ~MFD_EXCLUSIVE_ALL_FLAGS)
 		return -EINVAL;
@@ -581,6 +565,12 @@ static const struct attribute_group mfdx_attr_group = {
 	.attrs = mfdx_attrs,
 };
 
+static const struct attribute_group *mfdx_attr_groups[] = {
+	&mfdx_attr_group,
+	&mfdx_pool_attr_group,	/* statistics and tunable of the pool */
+	NULL,
+};
+
 static int __init mfdx_sysfs_init(void)
 {
 	struct kobject *kobj;
@@ -590,7 +580,7 @@ static int __init mfdx_sysfs_init(void)
 	if (!kobj)
 		return -ENOMEM;
 
-	err = sysfs_create_group(kobj, &mfdx_attr_group);
+	err = sysfs_create_groups(kobj, mfdx_attr_groups);
 	if (err)
 		kobject_put(kobj);
 	return err;
@@ -605,6 +595,10 @@ static int __init memfd_exclusive_init(void)
 		pr_info("disabled\n");
 		return 0;
 	}
+
+	err = mfdx_pool_init();
+	if (err)
+		return err;
 
 	mnt = kern_mount(&mfdx_fs);
 	if (IS_ERR(mnt))

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Run tests/vm/stress.c in the debug kernel (KASAN, lockdep, DEBUG_VM,
+# DEBUG_PAGEALLOC): threads and processes faulting, truncating, sealing, passing
+# and closing memfd_exclusive memory at once for a bounded time, then checking
+# that the idle pool shrinks back to its high-water mark and to nothing under
+# memory pressure. scripts/vm-run fails the run on any kernel report (BUG,
+# WARNING, KASAN, lockdep, bad page state...) in the guest log.
+#
+# Usage: tests/vm/stress.sh [--test-kernel] [--kernel PATH] [SECONDS]
+#   --test-kernel  boot the test kernel instead of the debug kernel
+#   --kernel PATH  boot this bzImage
+#   SECONDS        how long the stress runs (default 20)
+# Inside the guest (XMEM_VM=1) it runs the program directly.
+# Exit: 0 pass, 1 fail, 77 the kernel lacks memfd_exclusive(2).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+bin=$repo/build/tests/vm/stress
+pool=/sys/kernel/mm/memfd_exclusive
+
+guest() {
+	local seconds=$1 i
+	"$bin" "$seconds" || return
+	# Idle: the pool keeps at most the high-water mark of free memory.
+	for ((i = 0; i < 50; i++)); do
+		(($(<"$pool/pages_in_use") == 0)) && break
+		sleep 0.1
+	done
+	sleep 1
+	local free_kb=$(($(<"$pool/pool_free_pages") * 4)) hw=$(<"$pool/pool_high_water_kb")
+	echo "stress: idle pool: $free_kb kB free in $(<"$pool/pool_blocks") blocks, high-water $hw kB," \
+		"$(<"$pool/pool_block_allocs") blocks allocated, $(<"$pool/pool_block_frees") freed," \
+		"$(<"$pool/pool_fallback_pages") fallback pages, $(<"$pool/pool_tlb_flushes") pool TLB flushes"
+	if ((free_kb > hw)); then
+		echo "stress: FAIL: idle pool above the high-water mark" >&2
+		return 1
+	fi
+	echo 2 >/proc/sys/vm/drop_caches
+	if (($(<"$pool/pool_blocks") != 0)); then
+		echo "stress: FAIL: $(<"$pool/pool_blocks") blocks left after the shrinker ran" >&2
+		return 1
+	fi
+	if (($(<"$pool/pool_lost_pages") != 0)); then
+		echo "stress: FAIL: $(<"$pool/pool_lost_pages") pages lost by the pool" >&2
+		return 1
+	fi
+	echo "stress: PASS"
+}
+
+if [[ ${XMEM_VM-} == 1 ]]; then
+	guest "${1:-20}"
+	exit
+fi
+
+vm_args=(--debug)
+seconds=20
+while (($#)); do
+	case $1 in
+	--test-kernel) vm_args=() ;;
+	--kernel) vm_args=(--kernel "$2"); shift ;;
+	*) seconds=$1 ;;
+	esac
+	shift
+done
+mkdir -p "$(dirname "$bin")"
+cc -O2 -Wall -Wextra -pthread -o "$bin" "$repo/tests/vm/stress.c"
+exec "$repo/scripts/vm-run" "${vm_args[@]}" --mem 2048 --timeout 900 -- \
+	"$repo/tests/vm/stress.sh" "$seconds"
