@@ -212,7 +212,8 @@ int run_all(const std::vector<const column *> &cols, const std::string &json_pat
 		    static_cast<int>(::getuid()));
 	std::printf("| attack |");
 	for (const column *c : cols)
-		std::printf(" %s |", std::string(to_string(c->backend)).c_str());
+		std::printf(c->backend == xmem::backend::ordinary ? " control (%s) |" : " %s |",
+			    std::string(to_string(c->backend)).c_str());
 	std::printf("\n|---|");
 	for (std::size_t i = 0; i < cols.size(); i++)
 		std::printf("---|");
