@@ -195,9 +195,18 @@ std::string kernel_release()
 	return ::uname(&u) == 0 ? u.release : "unknown";
 }
 
-int run_all(const std::vector<const column *> &cols, const std::string &json_path,
+int run_all(std::vector<const column *> cols, const std::string &json_path,
 	    const std::string &label)
 {
+	/* A backend the kernel lacks gets no column, but a line saying so. */
+	std::vector<std::string> absent;
+	std::erase_if(cols, [&](const column *c) {
+		std::string why;
+		if (available(c->backend, why))
+			return false;
+		absent.push_back(why);
+		return true;
+	});
 	std::vector<cell> cells;
 	for (const attack &a : attacks())
 		for (const column *c : cols) {
@@ -210,6 +219,8 @@ int run_all(const std::vector<const column *> &cols, const std::string &json_pat
 	std::string kr = kernel_release();
 	std::printf("Attack suite, %s, kernel %s, uid %d.\n\n", label.c_str(), kr.c_str(),
 		    static_cast<int>(::getuid()));
+	for (const std::string &why : absent)
+		std::printf("Not in the table: %s.\n\n", why.c_str());
 	std::printf("| attack |");
 	for (const column *c : cols)
 		std::printf(c->backend == xmem::backend::ordinary ? " control (%s) |" : " %s |",
@@ -235,7 +246,10 @@ int run_all(const std::vector<const column *> &cols, const std::string &json_pat
 		std::ofstream f(json_path);
 		f << "{\n  \"label\": \"" << json_escape(label) << "\",\n  \"kernel\": \""
 		  << json_escape(kr) << "\",\n  \"uid\": " << ::getuid()
-		  << ",\n  \"failed\": " << failed << ",\n  \"cells\": [\n";
+		  << ",\n  \"failed\": " << failed << ",\n  \"absent\": [";
+		for (std::size_t k = 0; k < absent.size(); k++)
+			f << (k ? ", " : "") << "\"" << json_escape(absent[k]) << "\"";
+		f << "],\n  \"cells\": [\n";
 		for (std::size_t k = 0; k < cells.size(); k++) {
 			const cell &x = cells[k];
 			f << "    {\"attack\": \"" << x.a->name << "\", \"title\": \""
