@@ -203,7 +203,15 @@ result pidfd_getfd_mmap(const target &t)
 	xmem::unique_fd fd(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), v.fd(), 0)));
 	if (!fd)
 		return blocked("pidfd_getfd: " + errname(errno));
-	return map_and_read("pidfd_getfd", fd.get(), v);
+	result r = map_and_read("pidfd_getfd", fd.get(), v);
+	if (r.out == outcome::succeeded && t.backend == xmem::backend::secret &&
+	    !xmem::probe_kernel().exclusive) {
+		/* kernel/patches/0010: __pidfd_fget() refuses AS_NO_DIRECT_MAP files. */
+		r.known_gap = true;
+		r.detail += " (stock kernel: pidfd_getfd() checks only ptrace access; the xmem "
+			    "kernel refuses it, kernel/patches/0010)";
+	}
+	return r;
 }
 
 result proc_fd_reopen_mmap(const target &t)
