@@ -71,22 +71,6 @@ mapping mapping::map(borrowed_fd fd, std::size_t length, xmem::backend b, xmem::
 		ec = detail::errno_code(errno);
 		return {}; /* m unmaps */
 	}
-	if (b == xmem::backend::exclusive) {
-		/*
-		 * memfd_exclusive charges RLIMIT_MEMLOCK per page when it is first
-		 * touched and raises SIGBUS past the limit (memfd_exclusive(2),
-		 * "Resource limits"). Fault every page in now, so that the limit is
-		 * an error here and never a signal later. The size was checked, so
-		 * EFAULT (a SIGBUS fault) means the limit.
-		 */
-		const int advice = acc == xmem::access::read_write ? MADV_POPULATE_WRITE
-								     : MADV_POPULATE_READ;
-		if (::madvise(addr, length, advice) < 0) {
-			ec = errno == EFAULT ? make_error_code(errc::memlock_limit)
-					     : detail::errno_code(errno);
-			return {};
-		}
-	}
 	if (b == xmem::backend::ordinary) {
 		/* The ordinary fallback: keep it off swap and out of core dumps. */
 		if (::mlock(addr, length) < 0) {

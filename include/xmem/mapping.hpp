@@ -20,12 +20,9 @@ public:
 	/*
 	 * Maps the whole of @mem (its current size, > 0) with MAP_SHARED, and
 	 * marks it MADV_DONTFORK so a child of fork(2) gets no copy. Memory of
-	 * the ordinary backend is also mlock(2)ed and MADV_DONTDUMP; memory of
-	 * memfd_exclusive is faulted in at once (MADV_POPULATE_*), because that
-	 * kernel charges RLIMIT_MEMLOCK per page at first touch.
+	 * the ordinary backend is also mlock(2)ed and MADV_DONTDUMP.
 	 * Errors: errc::invalid_size (size 0); errc::memlock_limit (EAGAIN from
-	 * mmap: RLIMIT_MEMLOCK too small, see mm/secretmem.c, mlock_future_ok();
-	 * on memfd_exclusive, EFAULT from MADV_POPULATE_*);
+	 * mmap: RLIMIT_MEMLOCK too small, see mm/secretmem.c, mlock_future_ok());
 	 * EPERM (writable mapping of F_SEAL_FUTURE_WRITE/F_SEAL_WRITE memory);
 	 * EACCES; ENOMEM. The throwing overload's message gives the limit, the
 	 * bytes needed and how to raise it.
