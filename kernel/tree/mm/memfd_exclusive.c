@@ -43,6 +43,7 @@
 
 #include <asm/tlbflush.h>
 
+#include "internal.h"
 #include "memfd_exclusive_pool.h"
 
 #define MFDX_PREFIX_LEN		(sizeof(MFD_EXCLUSIVE_NAME_PREFIX) - 1)
@@ -260,7 +261,17 @@ static int mfdx_mmap(struct file *file, struct vm_area_struct *vma)
 	 */
 	if (vma->vm_flags & VM_EXEC)
 		return -EPERM;
-	vm_flags_mod(vma, VM_DONTDUMP, VM_MAYEXEC);
+
+	/*
+	 * As mm/secretmem.c: the mapping counts as locked memory, checked
+	 * here so that a caller over RLIMIT_MEMLOCK gets EAGAIN from mmap()
+	 * rather than SIGBUS from a later fault. The pages themselves are
+	 * still charged to the file's creator when they are faulted in.
+	 */
+	if (!mlock_future_ok(vma->vm_mm, vma->vm_flags | VM_LOCKED,
+			     vma->vm_end - vma->vm_start))
+		return -EAGAIN;
+	vm_flags_mod(vma, VM_LOCKED | VM_DONTDUMP, VM_MAYEXEC);
 	vma->vm_ops = &mfdx_vm_ops;
 	return 0;
 }
