@@ -345,9 +345,11 @@ TEST(shared_data_and_dontdump)
 	smaps = fopen("/proc/self/smaps", "r");
 	ASSERT_NE(NULL, smaps);
 	while (fgets(line, sizeof(line), smaps)) {
-		unsigned long start;
+		unsigned long start, end;
+		char perms[5];
 
-		if (sscanf(line, "%lx-", &start) == 1 && strchr(line, ' '))
+		/* A VMA's first line; field names like "Anon..." parse as hex. */
+		if (sscanf(line, "%lx-%lx %4s ", &start, &end, perms) == 3)
 			in_vma = start == (unsigned long)a;
 		if (in_vma && !strncmp(line, "VmFlags:", 8))
 			dd = strstr(line, " dd");
