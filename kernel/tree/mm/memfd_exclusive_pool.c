@@ -584,7 +584,7 @@ static void mfdx_pool_work_fn(struct work_struct *work)
  * mfdx_pool_alloc - get a zeroed order-0 folio that is not in the direct map
  * @gfp: allocation flags of the caller (its mapping's gfp mask)
  *
- * Takes a page from a block of the local node, recycling released pages or
+ * Takes a page from a block of the nearest node with memory, recycling released pages or
  * adding a block (one direct-map change and one kernel TLB flush per 2 MiB)
  * when none is free; when no block can be had, falls back to a single page
  * removed from the direct map on its own (counted in pool_fallback_pages).
@@ -596,7 +596,7 @@ static void mfdx_pool_work_fn(struct work_struct *work)
  */
 struct folio *mfdx_pool_alloc(gfp_t gfp)
 {
-	int nid = numa_node_id();
+	int nid = numa_mem_id();
 	struct folio *folio;
 	struct page *page;
 	int err, n;
