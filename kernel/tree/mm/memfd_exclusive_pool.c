@@ -584,10 +584,11 @@ static void mfdx_pool_work_fn(struct work_struct *work)
  * mfdx_pool_alloc - get a zeroed order-0 folio that is not in the direct map
  * @gfp: allocation flags of the caller (its mapping's gfp mask)
  *
- * Takes a page from a block of the nearest node with memory, recycling released pages or
- * adding a block (one direct-map change and one kernel TLB flush per 2 MiB)
- * when none is free; when no block can be had, falls back to a single page
- * removed from the direct map on its own (counted in pool_fallback_pages).
+ * Takes a page from a block of the nearest node with memory, recycling
+ * released pages or adding a block (one direct-map change and one kernel TLB
+ * flush per 2 MiB) when none is free; when no block can be had, falls back to
+ * a single page removed from the direct map on its own (counted in
+ * pool_fallback_pages).
  *
  * Returns the folio with one reference, not charged to a memory cgroup, or
  * ERR_PTR(-ENOMEM), or the error of the direct-map change. Process context.
