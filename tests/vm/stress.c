@@ -379,6 +379,8 @@ static int child_main(int sock, unsigned int seed)
 		pthread_join(w[i].thread, NULL);
 	printf("stress: child %d received %ld fds, %ld failures\n", getpid(),
 	       atomic_load(&ops[6]), atomic_load(&failures));
+	/* The child leaves with _exit(): flush what it printed. */
+	fflush(stdout);
 	return atomic_load(&failures) ? 1 : 0;
 }
 

@@ -107,6 +107,7 @@ struct mfdx_pool_node {
 	unsigned long nr_blocks;
 	unsigned long nr_free;		/* free pages in all blocks */
 	unsigned long nr_empty;		/* wholly free blocks */
+	unsigned long nr_returning;	/* released pages not yet recycled */
 };
 
 static struct mfdx_pool_node *mfdx_nodes[MAX_NUMNODES];
@@ -487,6 +488,7 @@ static unsigned long mfdx_recycle_node(int nid)
 		list_move_tail(&b->rlist, &done);
 		bitmap_copy(batch, b->returning, MFDX_BLOCK_PAGES);
 		bitmap_zero(b->returning, MFDX_BLOCK_PAGES);
+		pn->nr_returning -= b->nr_returning;
 		b->nr_returning = 0;
 		spin_unlock(&pn->lock);
 
@@ -511,6 +513,7 @@ static unsigned long mfdx_recycle_node(int nid)
 			if (test_bit(i, busy)) {
 				__set_bit(i, b->returning);
 				b->nr_returning++;
+				pn->nr_returning++;
 				pending++;
 			} else if (!test_bit(i, lost)) {
 				mfdx_put_free_locked(pn, b, i);
@@ -581,10 +584,11 @@ static void mfdx_pool_work_fn(struct work_struct *work)
  * mfdx_pool_alloc - get a zeroed order-0 folio that is not in the direct map
  * @gfp: allocation flags of the caller (its mapping's gfp mask)
  *
- * Takes a page from a block of the local node, recycling released pages or
- * adding a block (one direct-map change and one kernel TLB flush per 2 MiB)
- * when none is free; when no block can be had, falls back to a single page
- * removed from the direct map on its own (counted in pool_fallback_pages).
+ * Takes a page from a block of the nearest node with memory, recycling
+ * released pages or adding a block (one direct-map change and one kernel TLB
+ * flush per 2 MiB) when none is free; when no block can be had, falls back to
+ * a single page removed from the direct map on its own (counted in
+ * pool_fallback_pages).
  *
  * Returns the folio with one reference, not charged to a memory cgroup, or
  * ERR_PTR(-ENOMEM), or the error of the direct-map change. Process context.
@@ -593,7 +597,7 @@ static void mfdx_pool_work_fn(struct work_struct *work)
  */
 struct folio *mfdx_pool_alloc(gfp_t gfp)
 {
-	int nid = numa_node_id();
+	int nid = numa_mem_id();
 	struct folio *folio;
 	struct page *page;
 	int err, n;
@@ -665,6 +669,7 @@ void mfdx_pool_release(struct folio *folio)
 	spin_lock(&pn->lock);
 	if (!WARN_ON_ONCE(test_bit(i, b->free) || test_bit(i, b->returning))) {
 		__set_bit(i, b->returning);
+		pn->nr_returning++;
 		if (!b->nr_returning++ && list_empty(&b->rlist))
 			list_add_tail(&b->rlist, &pn->returning);
 	}
@@ -750,6 +755,17 @@ static ssize_t pool_blocks_show(struct kobject *kobj,
 
 static struct kobj_attribute pool_blocks_attr = __ATTR_RO(pool_blocks);
 
+static ssize_t pool_returning_pages_show(struct kobject *kobj,
+					 struct kobj_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lu\n",
+			  mfdx_sum_nodes(offsetof(struct mfdx_pool_node,
+						  nr_returning)));
+}
+
+static struct kobj_attribute pool_returning_pages_attr =
+	__ATTR_RO(pool_returning_pages);
+
 static ssize_t pool_free_pages_show(struct kobject *kobj,
 				    struct kobj_attribute *attr, char *buf)
 {
@@ -803,6 +819,7 @@ static struct kobj_attribute pool_high_water_kb_attr =
 static struct attribute *mfdx_pool_attrs[] = {
 	&pool_blocks_attr.attr,
 	&pool_free_pages_attr.attr,
+	&pool_returning_pages_attr.attr,
 	&pool_fallback_pages_attr.attr,
 	&pool_fallback_in_use_attr.attr,
 	&pool_block_allocs_attr.attr,
