@@ -11,8 +11,8 @@
 #
 # Fails (exit 1) when:
 #   - /sys/kernel/mm/memfd_exclusive is missing (kernel without the patches);
-#   - the KUnit suite memfd_exclusive did not run (no debugfs results) or any
-#     of its results says "not ok";
+#   - the KUnit suite memfd_exclusive did not run (no debugfs results), or any
+#     of its results says "not ok" or was skipped;
 #   - the kselftest fails, skips any test, or reports no passes;
 #   - the kernel log gained a BUG, WARNING, Oops, lockdep or KASAN report.
 # Exit 0 when all of that passed; exit 2 on a usage error.
@@ -57,6 +57,8 @@ for results in $debugfs/kunit/memfd_exclusive*/results; do
 	sed 's/^/    /' "$results"
 	if grep -q 'not ok' "$results"; then
 		fail "KUnit: $(grep -c 'not ok' "$results") result(s) not ok in $results"
+	elif grep -q '# SKIP' "$results"; then
+		fail "KUnit: skipped case(s) in $results (memfd_exclusive disabled?)"
 	elif ! grep -Eq '^ok [0-9]+ memfd_exclusive' "$results"; then
 		fail "KUnit: no final 'ok' line for the suite in $results"
 	fi

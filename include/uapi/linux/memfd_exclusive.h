@@ -40,4 +40,12 @@
  */
 #define MEMFD_EXCLUSIVE_SYSFS_DIR	"/sys/kernel/mm/memfd_exclusive"
 
+/*
+ * Statistics files in MEMFD_EXCLUSIVE_SYSFS_DIR, each one decimal number
+ * and a newline: pages of all files currently out of the direct map, and
+ * files (regions) that currently exist.
+ */
+#define MEMFD_EXCLUSIVE_SYSFS_PAGES_IN_USE	"pages_in_use"
+#define MEMFD_EXCLUSIVE_SYSFS_REGIONS		"regions"
+
 #endif /* _UAPI_LINUX_MEMFD_EXCLUSIVE_H */

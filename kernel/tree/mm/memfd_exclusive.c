@@ -455,10 +455,12 @@ err_iput:
 }
 EXPORT_SYMBOL_IF_KUNIT(memfd_exclusive_file_create);
 
-static bool mfdx_available(void)
+/* Enabled at boot and initialised: the sysfs directory exists. */
+VISIBLE_IF_KUNIT bool memfd_exclusive_available(void)
 {
 	return mfdx_enable && mfdx_mnt;
 }
+EXPORT_SYMBOL_IF_KUNIT(memfd_exclusive_available);
 
 SYSCALL_DEFINE2(memfd_exclusive, const char __user *, uname,
 		unsigned int, flags)
@@ -469,8 +471,8 @@ SYSCALL_DEFINE2(memfd_exclusive, const char __user *, uname,
 	int fd, err;
 
 	/* Disabled: behave as a kernel without the call. */
-	if (!mfdx_available())
-		return -ENOSYS;
+	if (!memfd_exclusive_available())
+		return sys_ni_syscall();
 
 	if (flags & ~MFD_EXCLUSIVE_ALL_FLAGS)
 		return -EINVAL;

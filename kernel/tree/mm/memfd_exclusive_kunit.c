@@ -275,6 +275,14 @@ static void mfdx_test_mapping_flags(struct kunit *test)
 			MEMFD_EXCLUSIVE_MAGIC);
 }
 
+/* Booted with memfd_exclusive.enable=0: there is nothing to test. */
+static int mfdx_test_init(struct kunit *test)
+{
+	if (!memfd_exclusive_available())
+		kunit_skip(test, "memfd_exclusive is disabled");
+	return 0;
+}
+
 static struct kunit_case memfd_exclusive_test_cases[] = {
 	KUNIT_CASE(mfdx_test_direct_map),
 	KUNIT_CASE(mfdx_test_beyond_eof),
@@ -290,6 +298,7 @@ static struct kunit_case memfd_exclusive_test_cases[] = {
 
 static struct kunit_suite memfd_exclusive_test_suite = {
 	.name = "memfd_exclusive",
+	.init = mfdx_test_init,
 	.test_cases = memfd_exclusive_test_cases,
 };
 

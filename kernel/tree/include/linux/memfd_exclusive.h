@@ -23,6 +23,7 @@ unsigned int *memfd_exclusive_file_seals_ptr(struct file *file);
 
 #if IS_ENABLED(CONFIG_KUNIT)
 /* Internal entry points, visible only for the KUnit suite. */
+bool memfd_exclusive_available(void);
 struct file *memfd_exclusive_file_create(const char *name, unsigned int flags);
 struct folio *memfd_exclusive_get_folio(struct file *file, pgoff_t index);
 unsigned long memfd_exclusive_pages_in_use(void);
