@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <linux/capability.h>
 #include <linux/io_uring.h>
 #include <linux/loop.h>
 #include <sys/ioctl.h>
@@ -718,8 +719,9 @@ TEST(o_direct_read)
 }
 
 /*
- * Pages are charged to RLIMIT_MEMLOCK as they are faulted in; the fault over
- * the limit raises SIGBUS, and the charge goes away with the file.
+ * Pages are charged to RLIMIT_MEMLOCK as they are faulted in, even for a
+ * caller with CAP_IPC_LOCK (which passes the mmap()-time check): the fault
+ * over the limit raises SIGBUS, and the charge goes away with the file.
  */
 TEST(rlimit_memlock)
 {
@@ -761,6 +763,56 @@ TEST(rlimit_memlock)
 	EXPECT_EQ(0, probe_write(p + 3 * page_size, 1));
 	munmap(p, 4 * page_size);
 	close(fd);
+}
+
+/*
+ * A mapping counts as locked memory, as in mm/secretmem.c: without
+ * CAP_IPC_LOCK, mmap() beyond RLIMIT_MEMLOCK fails with EAGAIN up front.
+ */
+TEST(rlimit_memlock_mmap)
+{
+	int status;
+	pid_t pid;
+
+	if (!mfdx_available())
+		SKIP(return, "memfd_exclusive(2) is not available");
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		struct __user_cap_header_struct hdr = {
+			.version = _LINUX_CAPABILITY_VERSION_3,
+		};
+		struct __user_cap_data_struct data[2] = {};
+		struct rlimit rl = { 8 * page_size, 8 * page_size };
+		char *p;
+		int fd;
+
+		/* Keep the permitted set, drop every effective capability. */
+		if (syscall(SYS_capget, &hdr, data))
+			_exit(2);
+		data[0].effective = 0;
+		data[1].effective = 0;
+		if (syscall(SYS_capset, &hdr, data))
+			_exit(3);
+		if (setrlimit(RLIMIT_MEMLOCK, &rl))
+			_exit(4);
+		fd = sys_memfd_exclusive("rlimit-mmap", 0);
+		if (fd < 0 || ftruncate(fd, 64 * page_size))
+			_exit(5);
+		p = map(fd, 64, PROT_READ | PROT_WRITE);
+		if (p != MAP_FAILED || errno != EAGAIN)
+			_exit(6);
+		/* Within the limit the same file maps and faults. */
+		p = map(fd, 4, PROT_READ | PROT_WRITE);
+		if (p == MAP_FAILED)
+			_exit(7);
+		if (probe_write(p + 3 * page_size, 1))
+			_exit(8);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
 }
 
 TEST(sysfs_counters)
