@@ -163,7 +163,8 @@ static void mfdx_unaccount(struct mfdx_inode *mi, unsigned long nr_pages)
  *
  * Called with the invalidate_lock held shared. Returns the folio locked and
  * with a reference, or an ERR_PTR: -EINVAL at or beyond EOF, -ENOSPC when
- * RLIMIT_MEMLOCK is exhausted, -ENOMEM.
+ * RLIMIT_MEMLOCK or the memory cgroup's limit is exhausted, -ENOMEM when no
+ * page can be allocated.
  */
 static struct folio *mfdx_get_folio(struct inode *inode, pgoff_t index)
 {
@@ -191,14 +192,23 @@ static struct folio *mfdx_get_folio(struct inode *inode, pgoff_t index)
 		}
 
 		__folio_mark_uptodate(folio);
-		/* Charges the memory cgroup and returns the folio locked. */
-		err = filemap_add_folio(mapping, folio, index, gfp);
+		/*
+		 * Charges the memory cgroup and returns the folio locked. The
+		 * pages cannot be reclaimed, so over memory.max the memcg OOM
+		 * killer could only kill: __GFP_RETRY_MAYFAIL makes the charge
+		 * reclaim what else it can and then fail, and the fault gets
+		 * SIGBUS as over RLIMIT_MEMLOCK.
+		 */
+		err = filemap_add_folio(mapping, folio, index,
+					gfp | __GFP_RETRY_MAYFAIL);
 		if (!err)
 			return folio;
 
 		mfdx_unaccount(mi, 1);
 		mfdx_release_folio(folio);
 		folio_put(folio);
+		if (err == -ENOMEM)
+			return ERR_PTR(-ENOSPC);
 		if (err != -EEXIST)
 			return ERR_PTR(err);
 	}
@@ -238,7 +248,7 @@ static vm_fault_t mfdx_fault(struct vm_fault *vmf)
 	if (IS_ERR(folio)) {
 		if (PTR_ERR(folio) == -ENOMEM)
 			return VM_FAULT_OOM;
-		/* Beyond EOF or over RLIMIT_MEMLOCK. */
+		/* Beyond EOF, over RLIMIT_MEMLOCK or over memory.max. */
 		return VM_FAULT_SIGBUS;
 	}
 

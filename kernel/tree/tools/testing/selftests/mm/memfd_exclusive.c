@@ -815,6 +815,100 @@ TEST(rlimit_memlock_mmap)
 	EXPECT_EQ(0, WEXITSTATUS(status));
 }
 
+/* Writes @val to @dir/@name; 0 or -errno. */
+static int cg_write(const char *dir, const char *name, const char *val)
+{
+	char path[PATH_MAX];
+	int fd, ret = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, strlen(val)) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* The value of key @key in @dir/memory.events, -1 on error. */
+static long cg_event(const char *dir, const char *key)
+{
+	char path[PATH_MAX], k[64];
+	long val, found = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/memory.events", dir);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fscanf(f, "%63s %ld", k, &val) == 2)
+		if (!strcmp(k, key))
+			found = val;
+	fclose(f);
+	return found;
+}
+
+/*
+ * Pages are charged to the faulting task's memory cgroup. They cannot be
+ * reclaimed, so a fault over memory.max raises SIGBUS (as over
+ * RLIMIT_MEMLOCK) instead of invoking the memcg OOM killer.
+ */
+TEST(memcg_limit)
+{
+	const char *root = "/sys/fs/cgroup";
+	const size_t limit = 4 << 20, pages = (16 << 20) / page_size;
+	char dir[64], num[32];
+	int status, err;
+	pid_t pid;
+
+	if (!mfdx_available())
+		SKIP(return, "memfd_exclusive(2) is not available");
+	err = cg_write(root, "cgroup.subtree_control", "+memory");
+	if (err)
+		SKIP(return, "no cgroup2 memory controller at %s: %s", root,
+		     strerror(-err));
+	snprintf(dir, sizeof(dir), "%s/mfdx-memcg-%d", root, getpid());
+	ASSERT_EQ(0, mkdir(dir, 0755));
+	snprintf(num, sizeof(num), "%zu", limit);
+	ASSERT_EQ(0, cg_write(dir, "memory.max", num));
+
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		struct rlimit rl = { RLIM_INFINITY, RLIM_INFINITY };
+		size_t i;
+		char *p;
+		int fd;
+
+		snprintf(num, sizeof(num), "%d", getpid());
+		if (cg_write(dir, "cgroup.procs", num))
+			_exit(2);
+		/* Only the memory cgroup limits this child. */
+		if (setrlimit(RLIMIT_MEMLOCK, &rl))
+			_exit(3);
+		fd = sys_memfd_exclusive("memcg", 0);
+		if (fd < 0 || ftruncate(fd, pages * page_size))
+			_exit(4);
+		p = map(fd, pages, PROT_READ | PROT_WRITE);
+		if (p == MAP_FAILED)
+			_exit(5);
+		for (i = 0; i < pages; i++) {
+			if (probe_write(p + i * page_size, 1) == SIGBUS)
+				_exit(i * page_size >= limit / 2 &&
+				      i * page_size <= limit ? 0 : 6);
+		}
+		_exit(7);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status));
+	if (WIFEXITED(status))
+		EXPECT_EQ(0, WEXITSTATUS(status));
+	EXPECT_EQ(0, cg_event(dir, "oom_kill"));
+	/* The child's charge went with its file: the cgroup empties. */
+	EXPECT_EQ(0, rmdir(dir));
+}
+
 TEST(sysfs_counters)
 {
 	long pages, regions;
