@@ -26,7 +26,8 @@
  *   DIR gets handoff.json and handoff.md; --handoff-only skips the servers;
  *   --profile-handoff runs 100,000 libxmem hand-offs and nothing else (for perf);
  *   --profile-server uring|blocking N measures that server alone at N clients
- *   and prints its row, nothing written (for perf).
+ *   and prints its row, nothing written (for perf); --epoll-client drives the
+ *   servers with the previous epoll load generator instead (for comparison).
  */
 #include <xmem/xmem.hpp>
 #include <xmem/server.hpp>
@@ -368,6 +369,53 @@ private:
 	bool ready_ = true;
 };
 
+/*
+ * The previous load generator, kept for comparison (--epoll-client): one
+ * process, level-triggered epoll over every client, and per reply recvmsg,
+ * close of its fd and send of the next request as system calls.
+ */
+class load_epoll
+{
+public:
+	load_epoll(std::vector<channel> &peers, const std::array<std::byte, wire::header_size> &req)
+		: peers_(peers), request_(req), ep_(::epoll_create1(EPOLL_CLOEXEC)), events_(256)
+	{
+		for (std::size_t i = 0; i < peers.size(); i++) {
+			struct epoll_event ev = {};
+			ev.events = EPOLLIN;
+			ev.data.u64 = i;
+			::epoll_ctl(ep_.get(), EPOLL_CTL_ADD, peers[i].fd().get(), &ev);
+			ask(i);
+		}
+	}
+
+	long step()
+	{
+		int n = ::epoll_wait(ep_.get(), events_.data(), static_cast<int>(events_.size()), 100);
+		for (int i = 0; i < n; i++) {
+			const std::size_t k = events_[i].data.u64;
+			if (!take_reply(peers_[k].fd().get()))
+				throw std::runtime_error("bench: a reply failed");
+			ask(k);
+		}
+		return n > 0 ? n : 0;
+	}
+
+	void stop() {}
+
+private:
+	void ask(std::size_t i)
+	{
+		(void)::send(peers_[i].fd().get(), request_.data(), request_.size(), MSG_NOSIGNAL);
+	}
+
+	std::vector<channel> &peers_;
+	const std::array<std::byte, wire::header_size> &request_;
+	unique_fd ep_;
+	std::vector<struct epoll_event> events_;
+};
+
+template <typename Load>
 server_result server_rate(bool uring, std::size_t clients, double seconds)
 {
 	const std::string path = "/tmp/xmem-bench-" + std::to_string(::getpid()) + ".sock";
@@ -407,7 +455,7 @@ server_result server_rate(bool uring, std::size_t clients, double seconds)
 	std::this_thread::sleep_for(std::chrono::milliseconds(100));
 	const long rss_after = vm_rss_kib(child);
 
-	load_ring ring(peers, request);
+	Load ring(peers, request);
 	long done = 0;
 	const auto warm = clk::now() + std::chrono::milliseconds(300);
 	clk::time_point start;
@@ -447,9 +495,12 @@ int main(int argc, char **argv)
 	double seconds = 3;
 	std::string out = "build/bench";
 	bool handoff_only = false;
+	bool epoll_client = false;
 	for (int i = 1; i < argc; i++) {
 		if (std::string(argv[i]) == "--handoff-only")
 			handoff_only = true;
+		if (std::string(argv[i]) == "--epoll-client")
+			epoll_client = true;
 		if (std::string(argv[i]) == "--profile-handoff") {
 			/* For perf: libxmem hand-offs only, nothing written. */
 			auto [a, b] = channel::pair();
@@ -473,7 +524,9 @@ int main(int argc, char **argv)
 		if (std::string(argv[i]) == "--profile-server") {
 			/* For perf: one server, nothing written. */
 			const bool uring = std::string(argv[i + 1]) == "uring";
-			auto r = server_rate(uring, std::stoul(argv[i + 2]), seconds);
+			auto r = epoll_client
+					 ? server_rate<load_epoll>(uring, std::stoul(argv[i + 2]), seconds)
+					 : server_rate<load_ring>(uring, std::stoul(argv[i + 2]), seconds);
 			std::printf("%s %zu clients: %.0f requests/s, server %.2f us, client %.2f us\n",
 				    r.engine.c_str(), r.clients, r.requests_per_s,
 				    r.server_cpu_us_per_request, r.client_cpu_us_per_request);
@@ -497,7 +550,8 @@ int main(int argc, char **argv)
 		for (bool uring : {true, false}) {
 			std::cerr << "bench: " << (uring ? "io_uring" : "blocking") << " server, " << clients
 				  << " clients...\n";
-			servers.push_back(server_rate(uring, clients, seconds));
+			servers.push_back(epoll_client ? server_rate<load_epoll>(uring, clients, seconds)
+						       : server_rate<load_ring>(uring, clients, seconds));
 		}
 	}
 	auto ratio_at = [&](std::size_t clients) {
@@ -531,8 +585,10 @@ int main(int argc, char **argv)
 	}
 	std::snprintf(buf, sizeof(buf),
 		      "\nio_uring / blocking: %.2fx at 64 clients, %.2fx at 1000 clients (target >= 1.5x at 1000).\n"
-		      "io_uring server state per peer slot: %zu bytes, allocated up front for max_peers.\n",
-		      ratio_at(64), ratio_at(1000), server::peer_state_bytes);
+		      "io_uring server state per peer slot: %zu bytes, allocated up front for max_peers.\n"
+		      "Load generator: %s, one process for every client.\n",
+		      ratio_at(64), ratio_at(1000), server::peer_state_bytes,
+		      epoll_client ? "epoll (--epoll-client)" : "one io_uring");
 	md << buf;
 
 	auto rates = [&](const char *name, const pair_rate &r) {
