@@ -254,7 +254,7 @@ memory memory::adopt(unique_fd fd, std::size_t &size, std::error_code &ec) noexc
 std::size_t memory::size(std::error_code &ec) const noexcept
 {
 	ec.clear();
-	if (fixed_size_)
+	if (fixed_size_ && fd_.valid()) /* released or moved from: fstat says EBADF, as before */
 		return fixed_size_;
 	struct stat st;
 	if (::fstat(fd_.get(), &st) < 0) {
