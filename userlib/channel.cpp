@@ -64,6 +64,66 @@ void send_encoded(borrowed_fd sock, std::span<const std::byte> bytes,
 		ec = detail::errno_code(EIO);
 }
 
+/*
+ * Slots for every fd a receive with room for @max_fds fds can bring (the
+ * control buffer's alignment slack included, detail::fds_fitting): owning what
+ * came cannot fail, and receiving allocates nothing.
+ */
+constexpr std::size_t slots_for(std::size_t max_fds) noexcept
+{
+	return detail::fds_fitting(detail::control_space(max_fds));
+}
+
+/*
+ * One recvmsg(2) on @sock (MSG_CMSG_CLOEXEC, retried on EINTR) with room
+ * for @max_fds fds (<= wire::scm_max_fd), taken apart by
+ * detail::finish_receive. @slots: at least slots_for(max_fds), all empty.
+ * Returns how many fds are now in @slots (0 on error: every fd that came is
+ * closed).
+ */
+std::size_t receive_into(borrowed_fd sock, std::size_t max_fds, std::span<unique_fd> slots,
+			 wire::header &h, std::optional<peer_credentials> &sender,
+			 std::error_code &ec) noexcept
+{
+	ec.clear();
+	std::array<std::byte, wire::header_size> payload;
+	detail::max_control_buffer control;
+	const std::size_t controllen = detail::control_space(max_fds);
+
+	struct iovec iov;
+	struct msghdr msg;
+	detail::build_receive(msg, iov, payload, std::span(control.bytes).first(controllen));
+	ssize_t n;
+	do {
+		n = ::recvmsg(sock.get(), &msg, MSG_CMSG_CLOEXEC);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		ec = detail::errno_code(errno);
+		return 0;
+	}
+
+	detail::fd_sink sink{slots.first(detail::fds_fitting(controllen)), 0, 0};
+	ec = detail::finish_receive(msg, static_cast<std::size_t>(n), payload, max_fds, sink,
+				    sender, h);
+	return ec ? 0 : sink.count;
+}
+
+/*
+ * Calls @fn with slots enough for @max_fds (<= wire::scm_max_fd): a few on
+ * the stack for the default budget, room for the most a message can carry
+ * otherwise (clearing and checking 28 slots, not 264, on every receive).
+ */
+template <typename Fn>
+auto with_slots(std::size_t max_fds, Fn &&fn)
+{
+	if (max_fds <= channel::default_max_fds) {
+		std::array<unique_fd, slots_for(channel::default_max_fds)> slots;
+		return fn(std::span<unique_fd>(slots));
+	}
+	std::array<unique_fd, slots_for(wire::scm_max_fd)> slots;
+	return fn(std::span<unique_fd>(slots));
+}
+
 /* A peer's errno from an error message, or EPROTO when it is not one. */
 int peer_errno(std::int32_t err) noexcept
 {
@@ -164,7 +224,8 @@ channel channel::connect(const std::string &path)
 {
 	std::error_code ec;
 	channel ch = connect(path, ec);
-	detail::throw_if(ec, "connecting to " + path);
+	if (ec)
+		throw std::system_error(ec, "connecting to " + path);
 	return ch;
 }
 
@@ -184,15 +245,7 @@ void channel::send(const wire::header &h, std::span<const borrowed_fd> fds,
 		ec = errc::too_many_fds;
 		return;
 	}
-	wire::header copy;
-	try {
-		copy = h;
-	} catch (const std::bad_alloc &) {
-		ec = detail::errno_code(ENOMEM);
-		return;
-	}
-	copy.fd_count = static_cast<std::uint32_t>(fds.size());
-	auto bytes = wire::encode(copy, ec);
+	auto bytes = detail::encode_with_fd_count(h, static_cast<std::uint32_t>(fds.size()), ec);
 	if (ec)
 		return;
 	send_encoded(fd_, bytes, fds, ec);
@@ -202,8 +255,9 @@ void channel::send(const wire::header &h, std::span<const borrowed_fd> fds)
 {
 	std::error_code ec;
 	send(h, fds, ec);
-	detail::throw_if(ec, "sending an xmem message with " + std::to_string(fds.size()) +
-				     " fds");
+	if (ec)
+		throw std::system_error(ec, "sending an xmem message with " +
+						    std::to_string(fds.size()) + " fds");
 }
 
 void channel::send_request(std::string_view name)
@@ -238,38 +292,22 @@ void channel::send_error(int err, std::string_view name)
 
 message channel::receive_one(std::size_t max_fds, std::error_code &ec) noexcept
 {
-	ec.clear();
-	message out;
-	std::array<std::byte, wire::header_size> payload;
-	detail::max_control_buffer control;
-	const std::size_t controllen = detail::control_space(max_fds);
-	try {
-		/* A slot for every fd the control buffer can carry: owning them cannot fail. */
-		out.fds.resize(detail::fds_fitting(controllen));
-	} catch (const std::bad_alloc &) {
-		ec = detail::errno_code(ENOMEM);
+	return with_slots(max_fds, [&](std::span<unique_fd> slots) {
+		message out;
+		const std::size_t count =
+			receive_into(fd_, max_fds, slots, out.header, out.sender, ec);
+		if (ec || count == 0)
+			return out;
+		try {
+			out.fds.reserve(count);
+		} catch (const std::bad_alloc &) {
+			ec = detail::errno_code(ENOMEM);
+			return out; /* the slots close them */
+		}
+		for (std::size_t i = 0; i < count; i++)
+			out.fds.push_back(std::move(slots[i])); /* reserved: no throw */
 		return out;
-	}
-
-	struct iovec iov;
-	struct msghdr msg;
-	detail::build_receive(msg, iov, payload, std::span(control.bytes).first(controllen));
-	ssize_t n;
-	do {
-		n = ::recvmsg(fd_.get(), &msg, MSG_CMSG_CLOEXEC);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0) {
-		ec = detail::errno_code(errno);
-		out.fds.clear();
-		return out;
-	}
-
-	detail::fd_sink sink{out.fds, 0, 0};
-	ec = detail::finish_receive(msg, static_cast<std::size_t>(n), payload, max_fds, sink,
-				    out.sender, out.header);
-	/* Drop the empty slots; shrinking moves nothing and cannot throw. */
-	out.fds.erase(out.fds.begin() + static_cast<std::ptrdiff_t>(sink.count), out.fds.end());
-	return out;
+	});
 }
 
 message channel::receive(std::error_code &ec) noexcept
@@ -287,32 +325,38 @@ message channel::receive()
 
 received_memory channel::receive_memory(const requirements &req, std::error_code &ec) noexcept
 {
-	message m = receive(ec);
-	if (ec)
-		return received_memory{{}, 0, {}, false, {}};
-	if (m.header.kind == wire::kind::error) {
-		ec = detail::errno_code(peer_errno(m.header.error));
-		return received_memory{{}, 0, {}, false, {}};
-	}
-	if (m.header.kind != wire::kind::memory) {
-		ec = errc::bad_header;
-		return received_memory{{}, 0, {}, false, {}};
-	}
-	if (m.fds.size() != 1) {
-		ec = errc::fd_count_mismatch;
-		return received_memory{{}, 0, {}, false, {}};
-	}
-	return verify_memory(std::move(m.fds.front()), m.header, req, ec);
+	/* As receive(), with no message to allocate: the fd goes straight to verify_memory. */
+	return with_slots(max_fds_, [&](std::span<unique_fd> slots) {
+		wire::header h;
+		std::optional<peer_credentials> sender;
+		const std::size_t count = receive_into(fd_, max_fds_, slots, h, sender, ec);
+		if (ec)
+			return received_memory{{}, 0, {}, false, {}};
+		if (h.kind == wire::kind::error) {
+			ec = detail::errno_code(peer_errno(h.error));
+			return received_memory{{}, 0, {}, false, {}};
+		}
+		if (h.kind != wire::kind::memory) {
+			ec = errc::bad_header;
+			return received_memory{{}, 0, {}, false, {}};
+		}
+		if (count != 1) {
+			ec = errc::fd_count_mismatch;
+			return received_memory{{}, 0, {}, false, {}};
+		}
+		return verify_memory(std::move(slots[0]), h, req, ec);
+	});
 }
 
 received_memory channel::receive_memory(const requirements &req)
 {
 	std::error_code ec;
 	received_memory r = receive_memory(req, ec);
-	detail::throw_if(ec, "receiving exclusive memory (required: " +
-				     (req.size ? std::to_string(*req.size) + " bytes"
-					       : std::string("size from header")) +
-				     ", seals " + to_string(req.seals) + ")");
+	if (ec)
+		throw std::system_error(ec, "receiving exclusive memory (required: " +
+						    (req.size ? std::to_string(*req.size) + " bytes"
+							      : std::string("size from header")) +
+						    ", seals " + to_string(req.seals) + ")");
 	return r;
 }
 
@@ -362,7 +406,9 @@ void channel::send_batch(const wire::header &h, std::span<const borrowed_fd> fds
 {
 	std::error_code ec;
 	send_batch(h, fds, ec);
-	detail::throw_if(ec, "sending a batch of " + std::to_string(fds.size()) + " fds");
+	if (ec)
+		throw std::system_error(ec, "sending a batch of " + std::to_string(fds.size()) +
+						    " fds");
 }
 
 message channel::receive_batch(std::size_t max_total_fds, std::error_code &ec) noexcept
@@ -426,8 +472,9 @@ message channel::receive_batch(std::size_t max_total_fds)
 {
 	std::error_code ec;
 	message m = receive_batch(max_total_fds, ec);
-	detail::throw_if(ec, "receiving a batch of at most " + std::to_string(max_total_fds) +
-				     " fds");
+	if (ec)
+		throw std::system_error(ec, "receiving a batch of at most " +
+						    std::to_string(max_total_fds) + " fds");
 	return m;
 }
 
@@ -591,7 +638,8 @@ channel listener::accept()
 {
 	std::error_code ec;
 	channel ch = accept(ec);
-	detail::throw_if(ec, "accepting on " + path_);
+	if (ec)
+		throw std::system_error(ec, "accepting on " + path_);
 	return ch;
 }
 

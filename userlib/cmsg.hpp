@@ -27,6 +27,7 @@
 
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <span>
 #include <sys/socket.h>
@@ -78,6 +79,14 @@ struct fd_sink {
 	/* Closes every fd held. */
 	void clear() noexcept;
 };
+
+/*
+ * wire::encode(@h) as if h.fd_count were @fd_count: what a send puts on the
+ * wire without copying @h (its name) to set one field. Defined in wire.cpp.
+ */
+std::array<std::byte, wire::header_size> encode_with_fd_count(const wire::header &h,
+							      std::uint32_t fd_count,
+							      std::error_code &ec) noexcept;
 
 /*
  * Points @msg at @payload (one iovec, @iov) and, when @fds is not empty, at a

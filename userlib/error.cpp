@@ -69,7 +69,7 @@ const std::error_category &error_category() noexcept
 
 namespace detail {
 
-void throw_if(const std::error_code &ec, const std::string &what)
+void throw_if(const std::error_code &ec, const char *what)
 {
 	if (ec)
 		throw std::system_error(ec, what);

@@ -103,9 +103,11 @@ mapping mapping::map(const memory &mem, xmem::access acc)
 	mapping m = map(mem.fd(), length, mem.backend(), acc, ec);
 	if (ec == errc::memlock_limit)
 		throw std::system_error(ec, memlock_message(length, mem.backend()));
-	detail::throw_if(ec, std::string("mapping ") + std::to_string(length) + " bytes of " +
-				     std::string(to_string(mem.backend())) + " memory " +
-				     (acc == xmem::access::read_write ? "read-write" : "read-only"));
+	if (ec)
+		throw std::system_error(ec, "mapping " + std::to_string(length) + " bytes of " +
+						    std::string(to_string(mem.backend())) + " memory " +
+						    (acc == xmem::access::read_write ? "read-write"
+										     : "read-only"));
 	return m;
 }
 

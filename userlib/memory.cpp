@@ -115,8 +115,10 @@ kernel_support probe_kernel() noexcept
 	return cached;
 }
 
-memory::memory(unique_fd fd, xmem::backend b, std::string name) noexcept
-	: fd_(std::move(fd)), backend_(b), name_(std::move(name))
+memory::memory(unique_fd fd, xmem::backend b, std::string name, std::size_t size) noexcept
+	: fd_(std::move(fd)), backend_(b),
+	  /* secretmem_setattr() refuses any size change once i_size is set. */
+	  fixed_size_(b == xmem::backend::secret ? size : 0), name_(std::move(name))
 {
 }
 
@@ -178,7 +180,7 @@ memory memory::create(std::string_view name, std::size_t size, const create_opti
 		ec = errno == EFBIG ? make_error_code(errc::invalid_size) : detail::errno_code(errno);
 		return {};
 	}
-	return memory(std::move(got.fd), used, std::move(cname));
+	return memory(std::move(got.fd), used, std::move(cname), size);
 }
 
 memory memory::create(std::string_view name, std::size_t size, const create_options &opts)
@@ -229,9 +231,9 @@ memory memory::adopt(unique_fd fd, std::size_t &size, std::error_code &ec) noexc
 
 	switch (static_cast<unsigned long>(sfs.f_type)) {
 	case MEMFD_EXCLUSIVE_MAGIC:
-		return memory(std::move(fd), xmem::backend::exclusive, {});
+		return memory(std::move(fd), xmem::backend::exclusive, {}, size);
 	case SECRETMEM_MAGIC:
-		return memory(std::move(fd), xmem::backend::secret, {});
+		return memory(std::move(fd), xmem::backend::secret, {}, size);
 	case TMPFS_MAGIC:
 	case HUGETLBFS_MAGIC: {
 		/* Only a memfd, not any tmpfs file: its link reads "/memfd:NAME (deleted)". */
@@ -239,7 +241,7 @@ memory memory::adopt(unique_fd fd, std::size_t &size, std::error_code &ec) noexc
 		std::string proc = "/proc/self/fd/" + std::to_string(fd.get());
 		ssize_t n = ::readlink(proc.c_str(), link, sizeof(link) - 1);
 		if (n > 7 && std::string_view(link, 7) == "/memfd:")
-			return memory(std::move(fd), xmem::backend::ordinary, {});
+			return memory(std::move(fd), xmem::backend::ordinary, {}, size);
 		break;
 	}
 	default:
@@ -252,6 +254,8 @@ memory memory::adopt(unique_fd fd, std::size_t &size, std::error_code &ec) noexc
 std::size_t memory::size(std::error_code &ec) const noexcept
 {
 	ec.clear();
+	if (fixed_size_ && fd_.valid()) /* released or moved from: fstat says EBADF, as before */
+		return fixed_size_;
 	struct stat st;
 	if (::fstat(fd_.get(), &st) < 0) {
 		ec = detail::errno_code(errno);
@@ -275,16 +279,21 @@ void memory::resize(std::size_t size, std::error_code &ec) noexcept
 		ec = errc::invalid_size;
 		return;
 	}
-	if (::ftruncate(fd_.get(), static_cast<off_t>(size)) < 0)
+	if (::ftruncate(fd_.get(), static_cast<off_t>(size)) < 0) {
 		ec = detail::errno_code(errno);
+		return;
+	}
+	if (backend_ == xmem::backend::secret)
+		fixed_size_ = size; /* set now, for good */
 }
 
 void memory::resize(std::size_t size)
 {
 	std::error_code ec;
 	resize(size, ec);
-	detail::throw_if(ec, "resizing " + std::string(to_string(backend_)) + " memory to " +
-				     std::to_string(size) + " bytes");
+	if (ec)
+		throw std::system_error(ec, "resizing " + std::string(to_string(backend_)) +
+						    " memory to " + std::to_string(size) + " bytes");
 }
 
 void memory::add_seals(xmem::seals s, std::error_code &ec) noexcept
@@ -298,8 +307,9 @@ void memory::add_seals(xmem::seals s)
 {
 	std::error_code ec;
 	add_seals(s, ec);
-	detail::throw_if(ec, "adding seals " + to_string(s) + " to " +
-				     std::string(to_string(backend_)) + " memory");
+	if (ec)
+		throw std::system_error(ec, "adding seals " + to_string(s) + " to " +
+						    std::string(to_string(backend_)) + " memory");
 }
 
 xmem::seals memory::current_seals(std::error_code &ec) const noexcept

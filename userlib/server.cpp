@@ -29,6 +29,29 @@ reply reply::share(const xmem::memory &m)
 {
 	reply r;
 	r.memory = dup_cloexec(m.fd());
+	if (m.backend() == backend::secret) {
+		/* memory remembers memfd_secret's size: no system call here either. */
+		std::error_code ec;
+		const std::size_t n = m.size(ec);
+		if (!ec)
+			r.fixed_size = n;
+	}
+	return r;
+}
+
+reply reply::share(std::shared_ptr<const xmem::memory> m)
+{
+	if (!m || !m->valid())
+		throw std::system_error(detail::errno_code(EINVAL),
+					"server: sharing memory that holds no fd");
+	reply r;
+	if (m->backend() == backend::secret) {
+		std::error_code ec;
+		const std::size_t n = m->size(ec);
+		if (!ec)
+			r.fixed_size = n;
+	}
+	r.shared = std::move(m);
 	return r;
 }
 
@@ -211,18 +234,30 @@ void core::received(peer_slot &p, long res)
 
 	wire::header h;
 	h.name = std::move(request.name);
-	if (r.memory) {
-		struct stat st;
-		if (::fstat(r.memory.get(), &st) < 0) {
-			fail(p, detail::errno_code(errno), "reply: fstat");
-			return;
-		}
+	if (!r.memory && r.shared && !r.shared->valid()) {
+		fail(p, detail::errno_code(EBADF), "reply: shared memory holds no fd");
+		return;
+	}
+	if (r.memory || r.shared) {
+		if (r.memory)
+			p.reply_fd = std::move(r.memory);
+		else
+			p.reply_shared = std::move(r.shared); /* its fd lives while this does */
+		const int fd = p.reply_fd ? p.reply_fd.get() : p.reply_shared->fd().get();
 		h.kind = wire::kind::memory;
 		h.fd_count = 1;
-		h.size = static_cast<std::uint64_t>(st.st_size);
-		int bits = ::fcntl(r.memory.get(), F_GET_SEALS);
-		h.seals = seals(bits < 0 ? 0u : static_cast<unsigned>(bits) & seals::all);
-		p.reply_fd = std::move(r.memory);
+		if (r.fixed_size) {
+			h.size = r.fixed_size; /* memfd_secret: fixed, and no seals */
+		} else {
+			struct stat st;
+			if (::fstat(fd, &st) < 0) {
+				fail(p, detail::errno_code(errno), "reply: fstat");
+				return;
+			}
+			h.size = static_cast<std::uint64_t>(st.st_size);
+			int bits = ::fcntl(fd, F_GET_SEALS);
+			h.seals = seals(bits < 0 ? 0u : static_cast<unsigned>(bits) & seals::all);
+		}
 	} else {
 		h.kind = wire::kind::error;
 		h.error = sendable_errno(r.error);
@@ -232,10 +267,11 @@ void core::received(peer_slot &p, long res)
 		fail(p, ec, "reply: encode");
 		return;
 	}
-	borrowed_fd fd = p.reply_fd;
+	const bool with_fd = p.reply_fd || p.reply_shared;
+	borrowed_fd fd = p.reply_fd ? p.reply_fd.get() : with_fd ? p.reply_shared->fd().get() : -1;
 	detail::build_send(p.tx_msg, p.tx_iov, p.tx, p.tx_control.bytes,
-			   p.reply_fd ? std::span<const borrowed_fd>(&fd, 1)
-				      : std::span<const borrowed_fd>());
+			   with_fd ? std::span<const borrowed_fd>(&fd, 1)
+				   : std::span<const borrowed_fd>());
 	p.state = peer_state::sending;
 	p.deadline = now + opts_.peer_timeout;
 	engine->arm_send(p);
@@ -255,6 +291,7 @@ void core::sent(peer_slot &p, long res)
 		return;
 	}
 	p.reply_fd.reset();
+	p.reply_shared.reset();
 	stats.served++;
 	p.state = peer_state::receiving;
 	p.deadline = clock::now() + opts_.peer_timeout;
@@ -289,6 +326,7 @@ void core::release(peer_slot &p)
 	p.sock.reset();
 	p.pidfd.reset();
 	p.reply_fd.reset();
+	p.reply_shared.reset();
 	for (unique_fd &fd : p.rx_fds)
 		fd.reset();
 	p.state = peer_state::free;

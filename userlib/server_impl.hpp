@@ -44,6 +44,8 @@ struct peer_slot {
 	unique_fd sock;
 	unique_fd pidfd;
 	unique_fd reply_fd;		/* the memory being sent, until sendmsg completes */
+	/* Or the memory being sent by its own fd (reply::shared), until sendmsg completes. */
+	std::shared_ptr<const memory> reply_shared;
 	peer_credentials cred{};
 	clock::time_point deadline;
 	clock::time_point refilled;	/* flood limit: token bucket */

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include <xmem/wire.hpp>
 
+#include "cmsg.hpp"
+
 #include <xmem/error.hpp>
 
 #include <algorithm>
@@ -53,24 +55,7 @@ bool valid_name(std::string_view name) noexcept
 
 std::array<std::byte, header_size> encode(const header &h, std::error_code &ec) noexcept
 {
-	std::array<std::byte, header_size> out{};
-	ec.clear();
-	if (!valid_name(h.name) || (h.seals.bits() & ~seals::all) || h.fd_count > scm_max_fd ||
-	    !valid_batch(h.batch_index, h.batch_count)) {
-		ec = errc::bad_header;
-		return out;
-	}
-	put<std::uint32_t>(out, off_magic, magic);
-	put<std::uint16_t>(out, off_version, version);
-	put<std::uint16_t>(out, off_kind, static_cast<std::uint16_t>(h.kind));
-	put<std::uint32_t>(out, off_fd_count, h.fd_count);
-	put<std::uint32_t>(out, off_seals, h.seals.bits());
-	put<std::uint64_t>(out, off_size, h.size);
-	put<std::int32_t>(out, off_error, h.error);
-	put<std::uint16_t>(out, off_batch_index, h.batch_index);
-	put<std::uint16_t>(out, off_batch_count, h.batch_count);
-	std::memcpy(out.data() + off_name, h.name.data(), h.name.size());
-	return out;
+	return detail::encode_with_fd_count(h, h.fd_count, ec);
 }
 
 header decode(std::span<const std::byte> in, std::error_code &ec) noexcept
@@ -121,3 +106,32 @@ header decode(std::span<const std::byte> in, std::error_code &ec) noexcept
 }
 
 } // namespace xmem::wire
+
+namespace xmem::detail {
+
+std::array<std::byte, wire::header_size> encode_with_fd_count(const wire::header &h,
+							      std::uint32_t fd_count,
+							      std::error_code &ec) noexcept
+{
+	using namespace wire;
+	std::array<std::byte, header_size> out{};
+	ec.clear();
+	if (!valid_name(h.name) || (h.seals.bits() & ~seals::all) || fd_count > scm_max_fd ||
+	    !valid_batch(h.batch_index, h.batch_count)) {
+		ec = errc::bad_header;
+		return out;
+	}
+	put<std::uint32_t>(out, off_magic, magic);
+	put<std::uint16_t>(out, off_version, version);
+	put<std::uint16_t>(out, off_kind, static_cast<std::uint16_t>(h.kind));
+	put<std::uint32_t>(out, off_fd_count, fd_count);
+	put<std::uint32_t>(out, off_seals, h.seals.bits());
+	put<std::uint64_t>(out, off_size, h.size);
+	put<std::int32_t>(out, off_error, h.error);
+	put<std::uint16_t>(out, off_batch_index, h.batch_index);
+	put<std::uint16_t>(out, off_batch_count, h.batch_count);
+	std::memcpy(out.data() + off_name, h.name.data(), h.name.size());
+	return out;
+}
+
+} // namespace xmem::detail

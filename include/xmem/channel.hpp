@@ -143,7 +143,11 @@ public:
 
 	/* Asks the peer for the region called @name. */
 	void send_request(std::string_view name);
-	/* Sends @mem, announcing its current size and seals (read from the kernel). */
+	/*
+	 * Sends @mem, announcing its current size and seals as the kernel reports
+	 * them (memory::size(), F_GET_SEALS); memfd_secret: the size it was given,
+	 * which cannot change, and no seals, without asking.
+	 */
 	void send_memory(const memory &mem, std::string_view name);
 	/* Tells the peer a request for @name failed with errno @err. */
 	void send_error(int err, std::string_view name);

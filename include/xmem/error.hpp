@@ -55,8 +55,12 @@ inline std::error_code errno_code(int err) noexcept
 {
 	return {err, std::generic_category()};
 }
-/* Throws std::system_error(@ec, @what) when @ec is set. */
-void throw_if(const std::error_code &ec, const std::string &what);
+/*
+ * Throws std::system_error(@ec, @what) when @ec is set. A literal @what: a
+ * message that has to be built is built only once @ec is known to be set
+ * (`if (ec) throw std::system_error(ec, ...)`), never on the success path.
+ */
+void throw_if(const std::error_code &ec, const char *what);
 } // namespace detail
 
 } // namespace xmem

@@ -119,7 +119,12 @@ public:
 	/* Gives up the fd. */
 	[[nodiscard]] unique_fd release() noexcept { return std::move(fd_); }
 
-	/* Current size in bytes (fstat st_size). Throws std::system_error. */
+	/*
+	 * Current size in bytes (fstat st_size). memfd_secret's size cannot change
+	 * once set (secretmem_setattr(), mm/secretmem.c): that one is remembered
+	 * from creation or adoption and returned without a system call. Throws
+	 * std::system_error.
+	 */
 	[[nodiscard]] std::size_t size() const;
 	std::size_t size(std::error_code &ec) const noexcept;
 
@@ -146,10 +151,12 @@ public:
 	[[nodiscard]] xmem::seals current_seals(std::error_code &ec) const noexcept;
 
 private:
-	memory(unique_fd fd, xmem::backend b, std::string name) noexcept;
+	memory(unique_fd fd, xmem::backend b, std::string name, std::size_t fixed_size) noexcept;
 
 	unique_fd fd_;
 	xmem::backend backend_ = xmem::backend::ordinary;
+	/* memfd_secret with its size set (> 0): that size, for good. 0: ask fstat. */
+	std::size_t fixed_size_ = 0;
 	std::string name_;
 };
 

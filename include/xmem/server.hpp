@@ -19,7 +19,8 @@
  *
  * Bounded resources: peer state is fixed (server::peer_state_bytes each,
  * allocated once for options.max_peers); a peer holds at most 3 fds in the
- * server (its socket, its pidfd, the reply in flight); a peer beyond
+ * server (its socket, its pidfd, the reply in flight, unless the reply
+ * shares a memory's own fd); a peer beyond
  * max_peers is sent EBUSY and closed.
  */
 #pragma once
@@ -65,11 +66,36 @@ struct reply {
 	 * The server closes it once sent.
 	 */
 	unique_fd memory;
+	/*
+	 * Or memory to hand over by its own fd, with no duplicate made: the
+	 * server holds this reference until the reply is sent, so the memory
+	 * and its fd stay alive until then. Its fd must not be released
+	 * (memory::release()) or the memory moved from meanwhile. Used when
+	 * @memory is not set.
+	 */
+	std::shared_ptr<const xmem::memory> shared;
 	/* When memory is not set: the errno the peer gets (0 or out of range: EIO). */
 	int error = 0;
+	/*
+	 * Bytes of @memory when they can never change, as share() sets it for
+	 * memfd_secret (size fixed once set, secretmem_setattr(); no seals):
+	 * the server then announces this size and no seals without asking the
+	 * kernel. 0: it asks (fstat, F_GET_SEALS) before every send. A wrong
+	 * value only makes the receiver refuse the memory (verify_memory).
+	 */
+	std::uint64_t fixed_size = 0;
 
-	/* Hands over a duplicate of @m's fd (F_DUPFD_CLOEXEC). Throws std::system_error. */
+	/*
+	 * Hands over a duplicate of @m's fd (F_DUPFD_CLOEXEC), with its fixed
+	 * size when it has one (memfd_secret). Throws std::system_error.
+	 */
 	static reply share(const xmem::memory &m);
+	/*
+	 * Hands over @m itself (reply::shared): no fd is duplicated or closed
+	 * per reply. With @m's fixed size as above. EINVAL (std::system_error)
+	 * when @m is null or holds no fd.
+	 */
+	static reply share(std::shared_ptr<const xmem::memory> m);
 	/* Refuses with errno @err (EACCES, ENOENT, ...). */
 	static reply refuse(int err) noexcept;
 };

@@ -29,7 +29,11 @@ public:
 			reset(other.release());
 		return *this;
 	}
-	~unique_fd() { reset(); }
+	~unique_fd()
+	{
+		if (fd_ >= 0) /* most owners are empty by the end: no call for those */
+			reset();
+	}
 
 	/* The fd, or -1. Ownership stays here. */
 	[[nodiscard]] int get() const noexcept { return fd_; }

@@ -10,17 +10,24 @@
  *     in alternating rounds in one process, so both see the same machine.
  *  2. Requests per second of the io_uring server (xmem::server) against a
  *     blocking thread-per-client server (listener + one std::thread per
- *     peer, channel::receive / send_memory), at 64 and 1,000 clients. The
- *     server runs in a child process; one client process drives every
- *     client over epoll with one request outstanding each, receives the
- *     reply with a raw recvmsg and closes the fd it carries.
+ *     peer, channel::receive / send_memory), at 64 and 1,000 clients. Both
+ *     send the one region's own fd (the server with reply::share of a
+ *     shared_ptr, the threads with send_memory: no dup per reply in either).
+ *     The server runs in a child process; one client process drives every
+ *     client with one request outstanding each through one io_uring
+ *     (load_ring: RECVMSG of the reply and its fd, CLOSE of the fd, SEND of
+ *     the next request), the same for both servers, so that the load
+ *     generator takes as little of the 2 CPUs as it can.
  *  3. Memory per connected peer: the server process's VmRSS with every
  *     client connected and served once, less its VmRSS before any connected,
  *     over the number of peers.
  *
  * Usage: handoff_bench [--seconds S] [--out DIR] [--handoff-only]
  *   DIR gets handoff.json and handoff.md; --handoff-only skips the servers;
- *   --profile-handoff runs 100,000 libxmem hand-offs and nothing else (for perf).
+ *   --profile-handoff runs 100,000 libxmem hand-offs and nothing else (for perf);
+ *   --profile-server uring|blocking N measures that server alone at N clients
+ *   and prints its row, nothing written (for perf); --epoll-client drives the
+ *   servers with the previous epoll load generator instead (for comparison).
  */
 #include <xmem/xmem.hpp>
 #include <xmem/server.hpp>
@@ -33,6 +40,7 @@
 #include <fcntl.h>
 #include <fstream>
 #include <iostream>
+#include <liburing.h>
 #include <sstream>
 #include <string>
 #include <sys/epoll.h>
@@ -156,7 +164,9 @@ void stop_running(int)
 			o.max_peers = max_peers;
 			o.requests_per_second = 0;
 			o.peer_timeout = std::chrono::minutes(5);
-			server s(std::move(l), [&](const request_context &) { return reply::share(mem); },
+			/* The region every reply shares, by its own fd (no dup and close per reply). */
+			auto shared = std::make_shared<const memory>(std::move(mem));
+			server s(std::move(l), [&](const request_context &) { return reply::share(shared); },
 				 o);
 			running = &s;
 			std::signal(SIGTERM, stop_running);
@@ -224,6 +234,188 @@ bool take_reply(int fd)
 	return n == static_cast<ssize_t>(wire::header_size);
 }
 
+/*
+ * The load generator every server gets: one process, one io_uring, every
+ * client with one request outstanding. Per reply: a RECVMSG completes (the
+ * reply and its fd, MSG_CMSG_CLOEXEC), and three operations go in the next
+ * submission: CLOSE of the fd, SEND of the next request, RECVMSG for the
+ * reply to it (IORING_RECVSEND_POLL_FIRST). CLOSE and SEND post no
+ * completion unless they fail (IOSQE_CQE_SKIP_SUCCESS). So the client spends
+ * one io_uring_enter(2) on a whole batch of replies instead of epoll_wait,
+ * recvmsg, close and send for each, and leaves the CPUs to the server.
+ */
+class load_ring
+{
+public:
+	load_ring(std::vector<channel> &peers, const std::array<std::byte, wire::header_size> &req)
+		: peers_(peers), request_(req), slots_(peers.size())
+	{
+		unsigned entries = 1;
+		while (entries < 4 * peers.size())
+			entries <<= 1;
+		struct io_uring_params params = {};
+		params.flags = IORING_SETUP_CQSIZE | IORING_SETUP_SINGLE_ISSUER |
+			       IORING_SETUP_DEFER_TASKRUN;
+		params.cq_entries = 2 * entries;
+		int ret = io_uring_queue_init_params(entries, &ring_, &params);
+		if (ret == -EINVAL) {
+			params = {};
+			params.flags = IORING_SETUP_CQSIZE;
+			params.cq_entries = 2 * entries;
+			ret = io_uring_queue_init_params(entries, &ring_, &params);
+		}
+		if (ret < 0)
+			throw std::system_error(-ret, std::generic_category(), "bench: io_uring");
+		if (!(params.features & IORING_FEAT_CQE_SKIP))
+			throw std::runtime_error("bench: io_uring lacks IOSQE_CQE_SKIP_SUCCESS (5.17)");
+		for (std::size_t i = 0; i < peers.size(); i++) {
+			send(i);
+			receive(i);
+		}
+	}
+	load_ring(const load_ring &) = delete;
+	load_ring &operator=(const load_ring &) = delete;
+	~load_ring() { stop(); }
+
+	/* Submits what is queued, waits up to 100 ms, handles every reply; returns how many. */
+	long step()
+	{
+		struct __kernel_timespec ts = {0, 100 * 1000 * 1000};
+		struct io_uring_cqe *cqe;
+		int ret = io_uring_submit_and_wait_timeout(&ring_, &cqe, 1, &ts, nullptr);
+		if (ret < 0 && ret != -ETIME && ret != -EINTR)
+			throw std::system_error(-ret, std::generic_category(), "bench: io_uring_enter");
+		long replies = 0;
+		unsigned head, seen = 0;
+		io_uring_for_each_cqe(&ring_, head, cqe) {
+			seen++;
+			const std::size_t i = cqe->user_data >> 2;
+			if ((cqe->user_data & 3) != 0 || cqe->res != static_cast<int>(wire::header_size))
+				throw std::runtime_error("bench: a reply failed (" +
+							 std::to_string(cqe->res) + ")");
+			slot &s = slots_[i];
+			for (struct cmsghdr *c = CMSG_FIRSTHDR(&s.msg); c; c = CMSG_NXTHDR(&s.msg, c)) {
+				if (c->cmsg_type != SCM_RIGHTS)
+					continue;
+				for (std::size_t k = 0; k < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++) {
+					int fd;
+					std::memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
+					struct io_uring_sqe *sqe = get_sqe();
+					io_uring_prep_close(sqe, fd);
+					sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+					io_uring_sqe_set_data64(sqe, i << 2 | 2);
+				}
+			}
+			send(i);
+			receive(i);
+			replies++;
+		}
+		io_uring_cq_advance(&ring_, seen);
+		return replies;
+	}
+
+	/* Cancels what is pending and closes the ring (the sockets are the caller's). */
+	void stop()
+	{
+		if (ready_)
+			io_uring_queue_exit(&ring_);
+		ready_ = false;
+	}
+
+private:
+	struct slot {
+		std::array<std::byte, wire::header_size> reply;
+		alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+		struct iovec iov;
+		struct msghdr msg;
+	};
+
+	struct io_uring_sqe *get_sqe()
+	{
+		struct io_uring_sqe *sqe;
+		while (!(sqe = io_uring_get_sqe(&ring_)))
+			io_uring_submit(&ring_);
+		return sqe;
+	}
+
+	void send(std::size_t i)
+	{
+		struct io_uring_sqe *sqe = get_sqe();
+		io_uring_prep_send(sqe, peers_[i].fd().get(), request_.data(), request_.size(),
+				   MSG_NOSIGNAL);
+		sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+		io_uring_sqe_set_data64(sqe, i << 2 | 1);
+	}
+
+	void receive(std::size_t i)
+	{
+		slot &s = slots_[i];
+		s.iov = {s.reply.data(), s.reply.size()};
+		s.msg = {};
+		s.msg.msg_iov = &s.iov;
+		s.msg.msg_iovlen = 1;
+		s.msg.msg_control = s.control;
+		s.msg.msg_controllen = sizeof(s.control);
+		struct io_uring_sqe *sqe = get_sqe();
+		io_uring_prep_recvmsg(sqe, peers_[i].fd().get(), &s.msg, MSG_CMSG_CLOEXEC);
+		sqe->ioprio |= IORING_RECVSEND_POLL_FIRST; /* the reply is never there yet */
+		io_uring_sqe_set_data64(sqe, i << 2);
+	}
+
+	std::vector<channel> &peers_;
+	const std::array<std::byte, wire::header_size> &request_;
+	std::vector<slot> slots_;
+	struct io_uring ring_ = {};
+	bool ready_ = true;
+};
+
+/*
+ * The previous load generator, kept for comparison (--epoll-client): one
+ * process, level-triggered epoll over every client, and per reply recvmsg,
+ * close of its fd and send of the next request as system calls.
+ */
+class load_epoll
+{
+public:
+	load_epoll(std::vector<channel> &peers, const std::array<std::byte, wire::header_size> &req)
+		: peers_(peers), request_(req), ep_(::epoll_create1(EPOLL_CLOEXEC)), events_(256)
+	{
+		for (std::size_t i = 0; i < peers.size(); i++) {
+			struct epoll_event ev = {};
+			ev.events = EPOLLIN;
+			ev.data.u64 = i;
+			::epoll_ctl(ep_.get(), EPOLL_CTL_ADD, peers[i].fd().get(), &ev);
+			ask(i);
+		}
+	}
+
+	long step()
+	{
+		int n = ::epoll_wait(ep_.get(), events_.data(), static_cast<int>(events_.size()), 100);
+		for (int i = 0; i < n; i++) {
+			const std::size_t k = events_[i].data.u64;
+			if (!take_reply(peers_[k].fd().get()))
+				throw std::runtime_error("bench: a reply failed");
+			ask(k);
+		}
+		return n > 0 ? n : 0;
+	}
+
+	void stop() {}
+
+private:
+	void ask(std::size_t i)
+	{
+		(void)::send(peers_[i].fd().get(), request_.data(), request_.size(), MSG_NOSIGNAL);
+	}
+
+	std::vector<channel> &peers_;
+	const std::array<std::byte, wire::header_size> &request_;
+	unique_fd ep_;
+	std::vector<struct epoll_event> events_;
+};
+
+template <typename Load>
 server_result server_rate(bool uring, std::size_t clients, double seconds)
 {
 	const std::string path = "/tmp/xmem-bench-" + std::to_string(::getpid()) + ".sock";
@@ -249,14 +441,8 @@ server_result server_rate(bool uring, std::size_t clients, double seconds)
 	std::error_code ec;
 	auto request = wire::encode(wire::header{}, ec);
 	std::vector<channel> peers;
-	unique_fd ep(::epoll_create1(EPOLL_CLOEXEC));
-	for (std::size_t i = 0; i < clients; i++) {
+	for (std::size_t i = 0; i < clients; i++)
 		peers.push_back(channel::connect(path));
-		struct epoll_event ev = {};
-		ev.events = EPOLLIN;
-		ev.data.u64 = i;
-		::epoll_ctl(ep.get(), EPOLL_CTL_ADD, peers.back().fd().get(), &ev);
-	}
 	auto ask = [&](std::size_t i) {
 		return ::send(peers[i].fd().get(), request.data(), request.size(), MSG_NOSIGNAL) ==
 		       static_cast<ssize_t>(request.size());
@@ -269,9 +455,7 @@ server_result server_rate(bool uring, std::size_t clients, double seconds)
 	std::this_thread::sleep_for(std::chrono::milliseconds(100));
 	const long rss_after = vm_rss_kib(child);
 
-	for (std::size_t i = 0; i < clients; i++)
-		ask(i);
-	std::vector<struct epoll_event> events(256);
+	Load ring(peers, request);
 	long done = 0;
 	const auto warm = clk::now() + std::chrono::milliseconds(300);
 	clk::time_point start;
@@ -288,19 +472,13 @@ server_result server_rate(bool uring, std::size_t clients, double seconds)
 		}
 		if (measuring && seconds_since(start) >= seconds)
 			break;
-		int n = ::epoll_wait(ep.get(), events.data(), static_cast<int>(events.size()), 100);
-		for (int i = 0; i < n; i++) {
-			const std::size_t k = events[i].data.u64;
-			if (!take_reply(peers[k].fd().get()))
-				throw std::runtime_error("bench: a reply failed");
-			done++;
-			ask(k);
-		}
+		done += ring.step();
 	}
 	const double rate = done / seconds_since(start);
 	const double cpu_us = (cpu_seconds(child) - cpu_start) * 1e6 / static_cast<double>(done);
 	const double client_us =
 		(cpu_seconds(::getpid()) - client_start) * 1e6 / static_cast<double>(done);
+	ring.stop();
 	peers.clear();
 	::kill(child, SIGTERM);
 	int st;
@@ -317,9 +495,12 @@ int main(int argc, char **argv)
 	double seconds = 3;
 	std::string out = "build/bench";
 	bool handoff_only = false;
+	bool epoll_client = false;
 	for (int i = 1; i < argc; i++) {
 		if (std::string(argv[i]) == "--handoff-only")
 			handoff_only = true;
+		if (std::string(argv[i]) == "--epoll-client")
+			epoll_client = true;
 		if (std::string(argv[i]) == "--profile-handoff") {
 			/* For perf: libxmem hand-offs only, nothing written. */
 			auto [a, b] = channel::pair();
@@ -339,6 +520,20 @@ int main(int argc, char **argv)
 	rl.rlim_cur = std::max<rlim_t>(rl.rlim_cur, std::min<rlim_t>(rl.rlim_max, 16384));
 	::setrlimit(RLIMIT_NOFILE, &rl);
 
+	for (int i = 1; i + 2 < argc; i++) {
+		if (std::string(argv[i]) == "--profile-server") {
+			/* For perf: one server, nothing written. */
+			const bool uring = std::string(argv[i + 1]) == "uring";
+			auto r = epoll_client
+					 ? server_rate<load_epoll>(uring, std::stoul(argv[i + 2]), seconds)
+					 : server_rate<load_ring>(uring, std::stoul(argv[i + 2]), seconds);
+			std::printf("%s %zu clients: %.0f requests/s, server %.2f us, client %.2f us\n",
+				    r.engine.c_str(), r.clients, r.requests_per_s,
+				    r.server_cpu_us_per_request, r.client_cpu_us_per_request);
+			return 0;
+		}
+	}
+
 	kernel_support ks = probe_kernel();
 	if (!ks.secret && !ks.exclusive) {
 		std::cerr << "bench: needs memfd_secret or memfd_exclusive\n";
@@ -355,7 +550,8 @@ int main(int argc, char **argv)
 		for (bool uring : {true, false}) {
 			std::cerr << "bench: " << (uring ? "io_uring" : "blocking") << " server, " << clients
 				  << " clients...\n";
-			servers.push_back(server_rate(uring, clients, seconds));
+			servers.push_back(epoll_client ? server_rate<load_epoll>(uring, clients, seconds)
+						       : server_rate<load_ring>(uring, clients, seconds));
 		}
 	}
 	auto ratio_at = [&](std::size_t clients) {
@@ -389,8 +585,10 @@ int main(int argc, char **argv)
 	}
 	std::snprintf(buf, sizeof(buf),
 		      "\nio_uring / blocking: %.2fx at 64 clients, %.2fx at 1000 clients (target >= 1.5x at 1000).\n"
-		      "io_uring server state per peer slot: %zu bytes, allocated up front for max_peers.\n",
-		      ratio_at(64), ratio_at(1000), server::peer_state_bytes);
+		      "io_uring server state per peer slot: %zu bytes, allocated up front for max_peers.\n"
+		      "Load generator: %s, one process for every client.\n",
+		      ratio_at(64), ratio_at(1000), server::peer_state_bytes,
+		      epoll_client ? "epoll (--epoll-client)" : "one io_uring");
 	md << buf;
 
 	auto rates = [&](const char *name, const pair_rate &r) {

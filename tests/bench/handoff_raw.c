@@ -7,11 +7,14 @@
  *   sender:   memfd_secret(2), ftruncate(2), sendmsg(2) of a 96-byte xmem
  *             header with the fd (SCM_RIGHTS, MSG_NOSIGNAL), close(2)
  *   receiver: recvmsg(2) (MSG_CMSG_CLOEXEC), MSG_CTRUNC/length/magic checks,
- *             fstatfs(2) magic, fstat(2) S_ISREG and size, F_GET_SEALS,
- *             mmap(2) read-only, optionally a read of the first byte,
- *             munmap(2), close(2)
+ *             fstatfs(2) magic, fstat(2) S_ISREG and size, F_GET_SEALS
+ *             unless the magic is memfd_secret's, mmap(2) read-only,
+ *             optionally MADV_DONTFORK, optionally a read of the first
+ *             byte, munmap(2), close(2)
  *
- * memfd_secret has no seals, so neither side seals (as libxmem on this backend).
+ * memfd_secret has no seals, so neither side seals, and the receiver does not
+ * ask for them (F_GET_SEALS fails with EINVAL there and proves nothing):
+ * libxmem takes the same steps on this backend (verify_memory()).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -114,7 +117,11 @@ int raw_handoff(int tx, int rx, size_t size, int touch, int dontfork)
 		close(got);
 		return -EPROTO;
 	}
-	(void)fcntl(got, F_GET_SEALS); /* EINVAL on memfd_secret: no seals, as libxmem reads it */
+	/* Seals, where the backend has them (here: never, the magic above is memfd_secret's). */
+	if (sfs.f_type != SECRETMEM_MAGIC && fcntl(got, F_GET_SEALS) < 0) {
+		close(got);
+		return -EPROTO;
+	}
 	void *p = mmap(NULL, sz, PROT_READ, MAP_SHARED, got, 0);
 	if (p == MAP_FAILED) {
 		close(got);

@@ -93,6 +93,30 @@ BOOST_AUTO_TEST_CASE(secret_size_is_set_once)
 	BOOST_TEST(!!ec);
 }
 
+BOOST_AUTO_TEST_CASE(secret_size_is_remembered_but_never_outlives_the_fd)
+{
+	if (test::suite_backend() != backend::secret)
+		return; /* only memfd_secret's size is fixed, so only it is remembered */
+	memory mem = memory::create("remembered", 8192, test::suite_options());
+	std::error_code ec;
+	BOOST_TEST(mem.size(ec) == 8192u);
+	BOOST_TEST(!ec);
+	/* Adopted: the size from adopt's own fstat is the one it keeps. */
+	std::size_t size = 0;
+	memory adopted = memory::adopt(dup_cloexec(mem.fd()), size, ec);
+	BOOST_REQUIRE(!ec);
+	BOOST_TEST(size == 8192u);
+	BOOST_TEST(adopted.size() == 8192u);
+	/* Released or moved from: no fd, so no size (EBADF from fstat, as before). */
+	unique_fd fd = mem.release();
+	mem.size(ec);
+	BOOST_TEST((ec == std::errc::bad_file_descriptor));
+	memory moved = std::move(adopted);
+	BOOST_TEST(moved.size() == 8192u);
+	adopted.size(ec); // NOLINT: a moved-from memory is tested on purpose
+	BOOST_TEST((ec == std::errc::bad_file_descriptor));
+}
+
 BOOST_AUTO_TEST_CASE(exclusive_resizes_and_seals)
 {
 	if (test::suite_backend() != backend::exclusive)

@@ -220,6 +220,52 @@ BOOST_AUTO_TEST_CASE(serves_memory_and_errors_on_both_engines)
 	}
 }
 
+BOOST_AUTO_TEST_CASE(shares_memory_by_its_own_fd_on_both_engines)
+{
+	auto mem = std::make_shared<const memory>(
+		memory::create("shared", 8192, test::suite_options()));
+	{
+		mapping w = mapping::map(*mem, access::read_write);
+		std::memcpy(w.data(), "not duplicated", 14);
+	}
+	const std::size_t before = test::open_fd_count();
+	for (bool epoll : engines) {
+		running_server s(options(epoll), [mem](const request_context &c) {
+			if (c.request.name == "lies") {
+				reply r = reply::share(mem);
+				r.fixed_size = 4096; /* a wrong size: the receiver must refuse it */
+				return r;
+			}
+			return reply::share(mem);
+		});
+		{
+			channel ch = channel::connect(s.path);
+			for (int i = 0; i < 3; i++) {
+				ch.send_request("key");
+				received_memory got = ch.receive_memory({});
+				BOOST_TEST(got.size == 8192u);
+				mapping r = mapping::map(got.memory, access::read_only);
+				BOOST_TEST(std::memcmp(r.data(), "not duplicated", 14) == 0);
+			}
+			ch.send_request("lies");
+			std::error_code ec;
+			ch.receive_memory({}, ec);
+			BOOST_TEST((ec == errc::size_mismatch));
+		}
+		BOOST_TEST(wait_until([&] { return s.stats().active == 0; }));
+		BOOST_TEST(s.stats().served == 4u);
+		s.stop();
+		BOOST_TEST(!s.failure);
+		/* The server (gone with stop(), handler and all) held references, never fds. */
+		BOOST_TEST(mem.use_count() == 1);
+		BOOST_TEST(test::open_fd_count() == before, "engine epoll=" << epoll);
+	}
+	BOOST_CHECK_EXCEPTION(reply::share(std::shared_ptr<const memory>()), std::system_error,
+			      [](const std::system_error &e) {
+				      return e.code() == std::errc::invalid_argument;
+			      });
+}
+
 namespace {
 
 /* In a child: a seccomp filter making io_uring_setup(2) fail with @err. */
