@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Run tests/vm/stress.c in the debug kernel (KASAN, lockdep, DEBUG_VM,
-# DEBUG_PAGEALLOC): threads and processes faulting, truncating, sealing, passing
-# and closing memfd_exclusive memory at once for a bounded time, then checking
+# In the debug kernel (KASAN, lockdep, DEBUG_VM, DEBUG_PAGEALLOC): first the KUnit
+# results and the kselftest (tests/vm/kernel-tests.sh), then tests/vm/stress.c:
+# threads and processes faulting, truncating, sealing, passing and closing
+# memfd_exclusive memory at once for a bounded time, then checking
 # that the idle pool shrinks back to its high-water mark and to nothing under
 # memory pressure. scripts/vm-run fails the run on any kernel report (BUG,
 # WARNING, KASAN, lockdep, bad page state...) in the guest log.
@@ -20,6 +21,8 @@ pool=/sys/kernel/mm/memfd_exclusive
 
 guest() {
 	local seconds=$1 i
+	# The KUnit suites (run at boot) and the kselftest, under KASAN and lockdep too.
+	"$repo/tests/vm/kernel-tests.sh" "$repo/build/kernel/memfd_exclusive_test" || return
 	"$bin" "$seconds" || return
 	# Idle: once it has recycled what was released, the pool keeps at most the
 	# high-water mark of free memory (waits up to 300 s: recycling is emulated).
@@ -66,6 +69,7 @@ while (($#)); do
 	shift
 done
 mkdir -p "$(dirname "$bin")"
+"$repo/scripts/build-selftest" >/dev/null
 cc -O2 -Wall -Wextra -pthread -o "$bin" "$repo/tests/vm/stress.c"
 exec "$repo/scripts/vm-run" "${vm_args[@]}" --mem 2048 --timeout 900 -- \
 	"$repo/tests/vm/stress.sh" "$seconds"
