@@ -290,8 +290,7 @@ void core::received(peer_slot &p, long res)
 	}
 	const auto now = clock::now();
 	if (over_flood_limit(p, now)) {
-		shared_.stats.floods++;
-		fail(p, detail::errno_code(EBUSY), "flood");
+		fail(p, detail::errno_code(EBUSY), "flood", &shared_.stats.floods);
 		return;
 	}
 
@@ -373,11 +372,15 @@ void core::sent(peer_slot &p, long res)
 	engine->arm_receive(p);
 }
 
-void core::fail(peer_slot &p, std::error_code ec, std::string_view what)
+void core::fail(peer_slot &p, std::error_code ec, std::string_view what,
+		std::atomic<std::uint64_t> *also)
 {
-	shared_.stats.errors++;
+	/* Counted last: whoever sees the count (another thread) finds it logged and shut down. */
 	shared_.log(p.id, p.cred, ec, what);
 	begin_close(p);
+	shared_.stats.errors++;
+	if (also)
+		(*also)++;
 }
 
 void core::begin_close(peer_slot &p)
@@ -422,10 +425,10 @@ void core::sweep(clock::time_point now)
 	for (peer_slot &p : slots_) {
 		if ((p.state == peer_state::receiving || p.state == peer_state::sending) &&
 		    now >= p.deadline) {
-			shared_.stats.timeouts++;
 			fail(p, std::make_error_code(std::errc::timed_out),
 			     p.state == peer_state::receiving ? "timeout: no request"
-							      : "timeout: reply not taken");
+							      : "timeout: reply not taken",
+			     &shared_.stats.timeouts);
 		}
 	}
 }

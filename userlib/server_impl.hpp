@@ -170,7 +170,9 @@ public:
 private:
 	void take_peer(unique_fd sock);
 	void hand_over(unique_fd sock);
-	void fail(peer_slot &p, std::error_code ec, std::string_view what);
+	/* Logs, closes @p, then counts an error (and @also: timeouts, floods). */
+	void fail(peer_slot &p, std::error_code ec, std::string_view what,
+		  std::atomic<std::uint64_t> *also = nullptr);
 	void begin_close(peer_slot &p);
 	void release(peer_slot &p);
 	void refuse(unique_fd sock);
