@@ -12,6 +12,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <thread>
 #include <unistd.h>
 
 #ifndef SO_PEERPIDFD
@@ -74,21 +75,43 @@ int sendable_errno(int err) noexcept
 
 } // namespace
 
-core::core(listener l, server::handler h, server_options opts, server::logger log)
-	: listener_(std::move(l)), handler_(std::move(h)), opts_(opts), log_(std::move(log))
+shared::shared(listener l, server::handler h, server_options o, server::logger lg)
+	: listen(std::move(l)), handler(std::move(h)), opts(o), log_fn(std::move(lg))
 {
-	if (opts_.max_peers == 0 || opts_.max_peers > UINT32_MAX ||
-	    opts_.peer_timeout.count() <= 0 || !handler_ || listener_.fd().get() < 0)
+	if (opts.max_peers == 0 || opts.max_peers > UINT32_MAX ||
+	    opts.peer_timeout.count() <= 0 || !handler || listen.fd().get() < 0)
 		throw std::system_error(detail::errno_code(EINVAL),
 					"server: max_peers must be >= 1, peer_timeout > 0, and a "
 					"handler and a bound listener given");
-	stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-	if (!stop_fd_)
+	stop_fd.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+	if (!stop_fd)
+		throw std::system_error(detail::errno_code(errno), "server: eventfd");
+}
+
+void shared::log(std::uint64_t peer, const peer_credentials &cred, std::error_code ec,
+		 std::string_view what) noexcept
+{
+	if (!log_fn)
+		return;
+	try {
+		std::lock_guard<std::mutex> g(log_mutex);
+		log_fn(log_event{peer, cred, ec, what});
+	} catch (...) {
+		/* A logger's failure must not take the server down. */
+	}
+}
+
+core::core(shared &s, std::size_t index, std::size_t slots) : shared_(s), index_(index)
+{
+	wake_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+	if (!wake_fd_)
 		throw std::system_error(detail::errno_code(errno), "server: eventfd");
 	/* All peer state now, once: nothing per peer is allocated later. */
-	slots_ = std::vector<peer_slot>(opts_.max_peers);
-	free_.reserve(opts_.max_peers);
-	for (std::size_t i = opts_.max_peers; i-- > 0;) {
+	slots_ = std::vector<peer_slot>(slots);
+	free_.reserve(slots);
+	inbox_.reserve(slots);
+	taking_.reserve(slots);
+	for (std::size_t i = slots; i-- > 0;) {
 		slots_[i].index = static_cast<std::uint32_t>(i);
 		free_.push_back(static_cast<std::uint32_t>(i));
 	}
@@ -97,20 +120,8 @@ core::core(listener l, server::handler h, server_options opts, server::logger lo
 std::chrono::milliseconds core::tick() const noexcept
 {
 	/* Timeouts are honoured to within an eighth of themselves, 5 ms .. 250 ms. */
-	return std::clamp(opts_.peer_timeout / 8, std::chrono::milliseconds(5),
+	return std::clamp(shared_.opts.peer_timeout / 8, std::chrono::milliseconds(5),
 			  std::chrono::milliseconds(250));
-}
-
-void core::log(std::uint64_t peer, const peer_credentials &cred, std::error_code ec,
-	       std::string_view what) noexcept
-{
-	if (!log_)
-		return;
-	try {
-		log_(log_event{peer, cred, ec, what});
-	} catch (...) {
-		/* A logger's failure must not take the server down. */
-	}
 }
 
 void core::refuse(unique_fd sock)
@@ -127,26 +138,88 @@ void core::refuse(unique_fd sock)
 	struct iovec iov;
 	struct msghdr msg;
 	detail::build_send(msg, iov, bytes, {}, {});
-	stats.refused++;
-	log(0, {uc.pid, uc.uid, uc.gid}, detail::errno_code(EBUSY), "peer limit");
+	shared_.stats.refused++;
+	shared_.log(0, {uc.pid, uc.uid, uc.gid}, detail::errno_code(EBUSY), "peer limit");
 	::sendmsg(sock.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+void core::accepted(unique_fd sock)
+{
+	/* Only this thread (core 0's) adds to any core's load: the sum can only fall meanwhile. */
+	core *least = nullptr;
+	std::size_t least_load = 0, total = 0;
+	for (auto &c : shared_.cores) {
+		const std::size_t n = c->load_.load(std::memory_order_acquire);
+		total += n;
+		if (!least || n < least_load) {
+			least = c.get();
+			least_load = n;
+		}
+	}
+	if (stopping_)
+		return; /* sock closes */
+	if (total >= shared_.opts.max_peers) {
+		refuse(std::move(sock));
+		return;
+	}
+	least->load_.fetch_add(1, std::memory_order_relaxed);
+	shared_.stats.accepted++;
+	shared_.stats.active++;
+	if (least == this)
+		take_peer(std::move(sock));
+	else
+		least->hand_over(std::move(sock));
+}
+
+void core::hand_over(unique_fd sock)
+{
+	{
+		std::lock_guard<std::mutex> g(inbox_mutex_);
+		inbox_.push_back(sock.release()); /* reserved: load_ <= slots */
+	}
+	const std::uint64_t one = 1;
+	[[maybe_unused]] ssize_t n = ::write(wake_fd_.get(), &one, sizeof(one));
+}
+
+void core::take_inbox()
+{
+	std::uint64_t v;
+	[[maybe_unused]] ssize_t n = ::read(wake_fd_.get(), &v, sizeof(v));
+	{
+		std::lock_guard<std::mutex> g(inbox_mutex_);
+		std::swap(inbox_, taking_);
+	}
+	for (int fd : taking_)
+		take_peer(unique_fd(fd));
+	taking_.clear();
+}
+
+void core::drop_inbox() noexcept
+{
+	std::lock_guard<std::mutex> g(inbox_mutex_);
+	for (int fd : inbox_) {
+		unique_fd(fd).reset();
+		load_.fetch_sub(1, std::memory_order_release);
+		shared_.stats.active--;
+		shared_.stats.closed++;
+	}
+	inbox_.clear();
 }
 
 void core::take_peer(unique_fd sock)
 {
-	if (stopping_)
-		return; /* sock closes */
-	if (free_.empty()) {
-		refuse(std::move(sock));
+	if (stopping_ || free_.empty()) {
+		/* Stopping (sock closes), or never: core 0 picks a core with a free slot. */
+		load_.fetch_sub(1, std::memory_order_release);
+		shared_.stats.active--;
+		shared_.stats.closed++;
 		return;
 	}
 	peer_slot &p = slots_[free_.back()];
 	free_.pop_back();
 	in_use_++;
-	stats.accepted++;
-	stats.active++;
 
-	p.id = next_id_++;
+	p.id = shared_.next_id.fetch_add(1, std::memory_order_relaxed);
 	p.sock = std::move(sock);
 	struct ucred uc = {};
 	socklen_t len = sizeof(uc);
@@ -157,7 +230,7 @@ void core::take_peer(unique_fd sock)
 		return;
 	}
 	p.cred = {uc.pid, uc.uid, uc.gid};
-	if (opts_.peer_pidfds && !pidfd_unsupported_) {
+	if (shared_.opts.peer_pidfds && !pidfd_unsupported_) {
 		int pidfd = -1;
 		len = sizeof(pidfd);
 		if (::getsockopt(p.sock.get(), SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0)
@@ -167,9 +240,9 @@ void core::take_peer(unique_fd sock)
 	}
 
 	const auto now = clock::now();
-	p.tokens = opts_.request_burst;
+	p.tokens = shared_.opts.request_burst;
 	p.refilled = now;
-	p.deadline = now + opts_.peer_timeout;
+	p.deadline = now + shared_.opts.peer_timeout;
 	p.state = peer_state::receiving;
 	detail::build_receive(p.rx_msg, p.rx_iov, p.rx, p.rx_control.bytes);
 	engine->arm_receive(p);
@@ -177,11 +250,12 @@ void core::take_peer(unique_fd sock)
 
 bool core::over_flood_limit(peer_slot &p, clock::time_point now) noexcept
 {
-	if (opts_.requests_per_second == 0)
+	const server_options &o = shared_.opts;
+	if (o.requests_per_second == 0)
 		return false;
-	const double burst = std::max(1u, opts_.request_burst);
+	const double burst = std::max(1u, o.request_burst);
 	const double seconds = std::chrono::duration<double>(now - p.refilled).count();
-	p.tokens = std::min(burst, p.tokens + seconds * opts_.requests_per_second);
+	p.tokens = std::min(burst, p.tokens + seconds * o.requests_per_second);
 	p.refilled = now;
 	if (p.tokens < 1)
 		return true;
@@ -216,14 +290,13 @@ void core::received(peer_slot &p, long res)
 	}
 	const auto now = clock::now();
 	if (over_flood_limit(p, now)) {
-		stats.floods++;
-		fail(p, detail::errno_code(EBUSY), "flood");
+		fail(p, detail::errno_code(EBUSY), "flood", &shared_.stats.floods);
 		return;
 	}
 
 	reply r;
 	try {
-		r = handler_(request_context{p.id, p.cred, p.pidfd, request});
+		r = shared_.handler(request_context{p.id, p.cred, p.pidfd, request});
 	} catch (const std::system_error &e) {
 		fail(p, e.code(), "handler");
 		return;
@@ -273,7 +346,7 @@ void core::received(peer_slot &p, long res)
 			   with_fd ? std::span<const borrowed_fd>(&fd, 1)
 				   : std::span<const borrowed_fd>());
 	p.state = peer_state::sending;
-	p.deadline = now + opts_.peer_timeout;
+	p.deadline = now + shared_.opts.peer_timeout;
 	engine->arm_send(p);
 }
 
@@ -292,18 +365,22 @@ void core::sent(peer_slot &p, long res)
 	}
 	p.reply_fd.reset();
 	p.reply_shared.reset();
-	stats.served++;
+	shared_.stats.served++;
 	p.state = peer_state::receiving;
-	p.deadline = clock::now() + opts_.peer_timeout;
+	p.deadline = clock::now() + shared_.opts.peer_timeout;
 	detail::build_receive(p.rx_msg, p.rx_iov, p.rx, p.rx_control.bytes);
 	engine->arm_receive(p);
 }
 
-void core::fail(peer_slot &p, std::error_code ec, std::string_view what)
+void core::fail(peer_slot &p, std::error_code ec, std::string_view what,
+		std::atomic<std::uint64_t> *also)
 {
-	stats.errors++;
-	log(p.id, p.cred, ec, what);
+	/* Counted last: whoever sees the count (another thread) finds it logged and shut down. */
+	shared_.log(p.id, p.cred, ec, what);
 	begin_close(p);
+	shared_.stats.errors++;
+	if (also)
+		(*also)++;
 }
 
 void core::begin_close(peer_slot &p)
@@ -335,8 +412,9 @@ void core::release(peer_slot &p)
 	p.id = 0;
 	free_.push_back(p.index); /* reserved for max_peers: no throw */
 	in_use_--;
-	stats.active--;
-	stats.closed++;
+	load_.fetch_sub(1, std::memory_order_release);
+	shared_.stats.active--;
+	shared_.stats.closed++;
 }
 
 void core::sweep(clock::time_point now)
@@ -347,17 +425,17 @@ void core::sweep(clock::time_point now)
 	for (peer_slot &p : slots_) {
 		if ((p.state == peer_state::receiving || p.state == peer_state::sending) &&
 		    now >= p.deadline) {
-			stats.timeouts++;
 			fail(p, std::make_error_code(std::errc::timed_out),
 			     p.state == peer_state::receiving ? "timeout: no request"
-							      : "timeout: reply not taken");
+							      : "timeout: reply not taken",
+			     &shared_.stats.timeouts);
 		}
 	}
 }
 
 void core::accept_failed(int err)
 {
-	log(0, {}, detail::errno_code(err), "accept");
+	shared_.log(0, {}, detail::errno_code(err), "accept");
 }
 
 void core::close_all()
@@ -366,15 +444,39 @@ void core::close_all()
 		begin_close(p);
 }
 
+
+/*
+ * Event loops for @o: options.event_loops, 0 meaning one per online CPU;
+ * never more than max_peers (a loop with no slot would be idle).
+ */
+std::size_t loops_for(const server_options &o)
+{
+	std::size_t n = o.event_loops;
+	if (n == 0) {
+		const long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+		n = cpus > 0 ? static_cast<std::size_t>(cpus) : 1;
+	}
+	return std::clamp<std::size_t>(n, 1, std::max<std::size_t>(o.max_peers, 1));
+}
+
 } // namespace srv
 
 struct server::impl {
-	srv::core core;
-	std::unique_ptr<srv::engine_base> engine;
+	srv::shared shared;
+	std::string fallback_reason;
 
 	impl(listener l, handler h, server_options opts, logger log)
-		: core(std::move(l), std::move(h), opts, std::move(log))
+		: shared(std::move(l), std::move(h), opts, std::move(log))
 	{
+	}
+
+	/* @n cores, ceil(max_peers / n) slots each. */
+	void make_cores(std::size_t n)
+	{
+		shared.cores.clear();
+		const std::size_t slots = (shared.opts.max_peers + n - 1) / n;
+		for (std::size_t i = 0; i < n; i++)
+			shared.cores.push_back(std::make_unique<srv::core>(shared, i, slots));
 	}
 };
 
@@ -383,42 +485,98 @@ const std::size_t server::peer_state_bytes = sizeof(srv::peer_slot);
 server::server(listener l, handler h, server_options opts, logger log)
 	: impl_(std::make_unique<impl>(std::move(l), std::move(h), opts, std::move(log)))
 {
-	if (!opts.force_epoll)
-		impl_->engine = srv::make_uring_engine(impl_->core, opts.max_peers,
-						       impl_->core.fallback_reason);
-	else
-		impl_->core.fallback_reason = "epoll asked for (server_options::force_epoll)";
-	if (!impl_->engine)
-		impl_->engine = srv::make_epoll_engine(impl_->core);
-	impl_->core.engine = impl_->engine.get();
+	auto &cores = impl_->shared.cores;
+	std::size_t n = srv::loops_for(opts);
+	while (!opts.force_epoll) {
+		impl_->make_cores(n);
+		std::size_t made = 0;
+		std::string why;
+		for (; made < n; made++) {
+			auto e = srv::make_uring_engine(*cores[made], why);
+			if (!e)
+				break;
+			cores[made]->owned_engine = std::move(e);
+		}
+		if (made == n) {
+			for (auto &c : cores)
+				c->engine = c->owned_engine.get();
+			return;
+		}
+		if (made == 0) {
+			impl_->fallback_reason = why;
+			break;
+		}
+		/* Fewer rings than loops (RLIMIT_MEMLOCK before 5.12, say): as many loops as rings. */
+		n = made;
+	}
+	if (opts.force_epoll)
+		impl_->fallback_reason = "epoll asked for (server_options::force_epoll)";
+	/* epoll: one loop. */
+	impl_->make_cores(1);
+	cores[0]->owned_engine = srv::make_epoll_engine(*cores[0]);
+	cores[0]->engine = cores[0]->owned_engine.get();
 }
 
 server::~server() = default;
 
 server_engine server::engine() const noexcept
 {
-	return impl_->engine->kind();
+	return impl_->shared.cores[0]->engine->kind();
 }
 
 const std::string &server::fallback_reason() const noexcept
 {
-	return impl_->core.fallback_reason;
+	return impl_->fallback_reason;
+}
+
+std::size_t server::event_loops() const noexcept
+{
+	return impl_->shared.cores.size();
 }
 
 void server::run()
 {
-	impl_->engine->run();
+	auto &cores = impl_->shared.cores;
+	std::vector<std::exception_ptr> failed(cores.size());
+	std::vector<std::thread> threads;
+	threads.reserve(cores.size() - 1);
+	try {
+		for (std::size_t i = 1; i < cores.size(); i++)
+			threads.emplace_back([this, &cores, &failed, i] {
+				try {
+					cores[i]->engine->run();
+				} catch (...) {
+					failed[i] = std::current_exception();
+					stop(); /* one loop failing ends them all */
+				}
+			});
+		cores[0]->engine->run();
+	} catch (...) {
+		failed[0] = std::current_exception();
+		stop();
+	}
+	for (auto &t : threads)
+		t.join();
+	/* Sockets core 0 handed over as a loop was ending: never taken, closed here. */
+	for (auto &c : cores)
+		c->drop_inbox();
+	/* Every loop saw the stop (it polls, not reads): consume it, as one loop did before. */
+	std::uint64_t v;
+	[[maybe_unused]] ssize_t n = ::read(impl_->shared.stop_fd.get(), &v, sizeof(v));
+	for (auto &e : failed)
+		if (e)
+			std::rethrow_exception(e);
 }
 
 void server::stop() noexcept
 {
 	const std::uint64_t one = 1;
-	[[maybe_unused]] ssize_t n = ::write(impl_->core.stop_fd(), &one, sizeof(one));
+	[[maybe_unused]] ssize_t n = ::write(impl_->shared.stop_fd.get(), &one, sizeof(one));
 }
 
 server_stats server::stats() const noexcept
 {
-	const auto &s = impl_->core.stats;
+	const auto &s = impl_->shared.stats;
 	return {s.accepted, s.refused, s.served, s.closed, s.errors, s.timeouts, s.floods,
 		s.active};
 }

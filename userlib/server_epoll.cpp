@@ -147,7 +147,7 @@ private:
 			int fd = ::accept4(core_.listen_fd(), nullptr, nullptr,
 					   SOCK_CLOEXEC | SOCK_NONBLOCK);
 			if (fd >= 0) {
-				core_.take_peer(unique_fd(fd));
+				core_.accepted(unique_fd(fd));
 				continue;
 			}
 			if (errno == EAGAIN || errno == EWOULDBLOCK)

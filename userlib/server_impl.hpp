@@ -7,6 +7,16 @@
  * A peer slot goes free -> receiving -> sending -> receiving ... and, on any
  * error, timeout or flood, -> closing -> free once no operation of its is
  * in flight (io_uring may still own its buffers until then).
+ *
+ * Event loops: a server has one or more cores, each with its own peer slots
+ * and its own engine, run on its own thread (io_uring; epoll has one). What
+ * they share is in `shared`: the listener, handler, options, logger, stop
+ * eventfd and counters. Core 0 alone accepts; it hands each new socket to
+ * the core with the fewest peers (its own included): pushed on that core's
+ * inbox under a mutex and announced by a write to that core's wake eventfd.
+ * Every core's slot count is ceil(max_peers / loops); since only core 0
+ * adds to a core's load and admits a peer only while the sum of loads is
+ * below max_peers, the least-loaded core always has a free slot.
  */
 #pragma once
 
@@ -18,6 +28,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <sys/socket.h>
 #include <vector>
@@ -84,17 +95,52 @@ public:
 	virtual void resume_accept() = 0;
 };
 
-/* io_uring, or nullptr with @why set (the failing call and its errno). */
-std::unique_ptr<engine_base> make_uring_engine(core &c, std::size_t max_peers, std::string &why);
+/* io_uring for @c's slots, or nullptr with @why set (the failing call and its errno). */
+std::unique_ptr<engine_base> make_uring_engine(core &c, std::string &why);
 std::unique_ptr<engine_base> make_epoll_engine(core &c);
+
+/* What every event loop of one server shares. */
+struct shared {
+	shared(listener l, server::handler h, server_options o, server::logger lg);
+
+	listener listen;
+	server::handler handler;	/* called concurrently by every loop */
+	server_options opts;
+	server::logger log_fn;		/* called under log_mutex: never concurrently */
+	std::mutex log_mutex;
+	unique_fd stop_fd;
+	std::atomic<std::uint64_t> next_id{1};
+	std::vector<std::unique_ptr<core>> cores;	/* cores[0] accepts */
+
+	struct counters {
+		std::atomic<std::uint64_t> accepted{0}, refused{0}, served{0}, closed{0},
+			errors{0}, timeouts{0}, floods{0}, active{0};
+	} stats;
+
+	void log(std::uint64_t peer, const peer_credentials &cred, std::error_code ec,
+		 std::string_view what) noexcept;
+};
 
 class core
 {
 public:
-	core(listener l, server::handler h, server_options opts, server::logger log);
+	/* Core @index of @s, with @slots peer slots (>= 1). */
+	core(shared &s, std::size_t index, std::size_t slots);
+	/* The engine goes first: a ring must not outlive the slots its requests point into. */
+	~core() { owned_engine.reset(); }
+	core(const core &) = delete;
+	core &operator=(const core &) = delete;
 
-	/* A newly accepted socket (engines: SOCK_CLOEXEC, epoll also SOCK_NONBLOCK). */
-	void take_peer(unique_fd sock);
+	/*
+	 * Core 0: a newly accepted socket (engines: SOCK_CLOEXEC, epoll also
+	 * SOCK_NONBLOCK). Refused (EBUSY) at max_peers, else handed to the
+	 * least-loaded core.
+	 */
+	void accepted(unique_fd sock);
+	/* Wake eventfd readable: take the sockets core 0 handed over. */
+	void take_inbox();
+	/* Closes sockets still in the inbox (run() is over). */
+	void drop_inbox() noexcept;
 	/* recvmsg finished: @res bytes, or -errno. */
 	void received(peer_slot &p, long res);
 	/* sendmsg finished: @res bytes, or -errno. */
@@ -113,37 +159,39 @@ public:
 	void set_stopping() noexcept { stopping_ = true; }
 	[[nodiscard]] std::size_t in_use() const noexcept { return in_use_; }
 	[[nodiscard]] std::vector<peer_slot> &slots() noexcept { return slots_; }
-	[[nodiscard]] int listen_fd() const noexcept { return listener_.fd().get(); }
-	[[nodiscard]] int stop_fd() const noexcept { return stop_fd_.get(); }
+	[[nodiscard]] bool accepts() const noexcept { return index_ == 0; }
+	[[nodiscard]] int listen_fd() const noexcept { return shared_.listen.fd().get(); }
+	[[nodiscard]] int stop_fd() const noexcept { return shared_.stop_fd.get(); }
+	[[nodiscard]] int wake_fd() const noexcept { return wake_fd_.get(); }
 
 	engine_base *engine = nullptr;
-	std::string fallback_reason;
-
-	struct counters {
-		std::atomic<std::uint64_t> accepted{0}, refused{0}, served{0}, closed{0},
-			errors{0}, timeouts{0}, floods{0}, active{0};
-	} stats;
+	std::unique_ptr<engine_base> owned_engine;
 
 private:
-	void fail(peer_slot &p, std::error_code ec, std::string_view what);
+	void take_peer(unique_fd sock);
+	void hand_over(unique_fd sock);
+	/* Logs, closes @p, then counts an error (and @also: timeouts, floods). */
+	void fail(peer_slot &p, std::error_code ec, std::string_view what,
+		  std::atomic<std::uint64_t> *also = nullptr);
 	void begin_close(peer_slot &p);
 	void release(peer_slot &p);
 	void refuse(unique_fd sock);
 	bool over_flood_limit(peer_slot &p, clock::time_point now) noexcept;
-	void log(std::uint64_t peer, const peer_credentials &cred, std::error_code ec,
-		 std::string_view what) noexcept;
 
-	listener listener_;
-	server::handler handler_;
-	server_options opts_;
-	server::logger log_;
-	unique_fd stop_fd_;
+	shared &shared_;
+	std::size_t index_;
 	std::vector<peer_slot> slots_;
 	std::vector<std::uint32_t> free_;	/* indices of free slots, used as a stack */
 	std::size_t in_use_ = 0;
-	std::uint64_t next_id_ = 1;
 	bool stopping_ = false;
 	bool pidfd_unsupported_ = false;
+
+	/* Peers of this core, counting sockets still in the inbox: core 0 adds, this core takes. */
+	std::atomic<std::size_t> load_{0};
+	std::mutex inbox_mutex_;
+	std::vector<int> inbox_;	/* reserved for every slot: pushing never allocates */
+	std::vector<int> taking_;	/* the same; swapped with inbox_ */
+	unique_fd wake_fd_;
 };
 
 } // namespace xmem::srv

@@ -7,6 +7,11 @@
  * flight, so the completion queue, sized for max_peers plus a few, cannot
  * overflow; its buffers live in its fixed slot until that request completes.
  *
+ * Each event loop has one of these, with its own ring and its own slots. The
+ * stop eventfd (shared) and the loop's wake eventfd (new peers in its inbox)
+ * are watched with IORING_OP_POLL_ADD: polling does not consume, so every
+ * loop sees the one stop. Only the first loop has an accept in flight.
+ *
  * Closing a peer: shutdown(2) wakes its pending request, an
  * IORING_OP_ASYNC_CANCEL makes sure, and the slot is reused only after that
  * request's completion has arrived (so the kernel never writes to a slot that
@@ -20,6 +25,7 @@
 #include <cstring>
 #include <fstream>
 #include <liburing.h>
+#include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -33,6 +39,7 @@ enum tag : std::uint64_t {
 	tag_accept = 3,
 	tag_stop = 4,
 	tag_cancel = 5,
+	tag_wake = 6,
 };
 
 constexpr std::uint64_t user_data(std::uint32_t index, tag t) noexcept
@@ -72,7 +79,7 @@ public:
 	}
 
 	/* io_uring_setup(2) and the probe; false with @why on failure. */
-	bool setup(std::size_t max_peers, std::string &why)
+	bool setup(std::string &why)
 	{
 		/*
 		 * Completion work (the recvmsg retried once a peer's data is there)
@@ -92,10 +99,10 @@ public:
 		int ret = -EINVAL;
 		for (unsigned extra : ladder) {
 			struct io_uring_params params = {};
-			/* One request per peer, plus accept, the stop read and cancels. */
+			/* One request per peer slot, plus accept, the two polls and cancels. */
 			params.flags = IORING_SETUP_CQSIZE | extra;
-			params.cq_entries =
-				round_up_pow2(std::max<std::size_t>(max_peers + 64, 2 * sq_entries));
+			params.cq_entries = round_up_pow2(
+				std::max<std::size_t>(core_.slots().size() + 64, 2 * sq_entries));
 			ret = io_uring_queue_init_params(sq_entries, &ring_, &params);
 			if (ret != -EINVAL) {
 				flags_ = extra;
@@ -119,7 +126,7 @@ public:
 			{IORING_OP_ACCEPT, "IORING_OP_ACCEPT"},
 			{IORING_OP_RECVMSG, "IORING_OP_RECVMSG"},
 			{IORING_OP_SENDMSG, "IORING_OP_SENDMSG"},
-			{IORING_OP_READ, "IORING_OP_READ"},
+			{IORING_OP_POLL_ADD, "IORING_OP_POLL_ADD"},
 			{IORING_OP_ASYNC_CANCEL, "IORING_OP_ASYNC_CANCEL"},
 		};
 		for (auto [opcode, name] : needed) {
@@ -146,10 +153,13 @@ public:
 							"server: IORING_REGISTER_ENABLE_RINGS");
 			flags_ &= ~IORING_SETUP_R_DISABLED;
 		}
-		arm_accept();
+		if (core_.accepts())
+			arm_accept();
 		arm_stop();
+		arm_wake();
 		auto next_sweep = clock::now() + core_.tick();
-		while (!core_.stopping() || core_.in_use() > 0 || accept_armed_ || stop_armed_) {
+		while (!core_.stopping() || core_.in_use() > 0 || accept_armed_ || stop_armed_ ||
+		       wake_armed_) {
 			const auto wait = std::max(clock::duration::zero(), next_sweep - clock::now());
 			const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
 			struct __kernel_timespec ts = {ns / 1000000000, ns % 1000000000};
@@ -245,9 +255,24 @@ private:
 	void arm_stop()
 	{
 		struct io_uring_sqe *sqe = get_sqe();
-		io_uring_prep_read(sqe, core_.stop_fd(), &stop_value_, sizeof(stop_value_), 0);
+		io_uring_prep_poll_add(sqe, core_.stop_fd(), POLLIN);
 		io_uring_sqe_set_data64(sqe, user_data(0, tag_stop));
 		stop_armed_ = true;
+	}
+
+	void arm_wake()
+	{
+		struct io_uring_sqe *sqe = get_sqe();
+		io_uring_prep_poll_add(sqe, core_.wake_fd(), POLLIN);
+		io_uring_sqe_set_data64(sqe, user_data(0, tag_wake));
+		wake_armed_ = true;
+	}
+
+	void cancel(tag t)
+	{
+		struct io_uring_sqe *sqe = get_sqe();
+		io_uring_prep_cancel64(sqe, user_data(0, t), 0);
+		io_uring_sqe_set_data64(sqe, user_data(0, tag_cancel));
 	}
 
 	void complete(std::uint64_t data, int res)
@@ -270,7 +295,7 @@ private:
 		case tag_accept:
 			accept_armed_ = false;
 			if (res >= 0) {
-				core_.take_peer(unique_fd(res));
+				core_.accepted(unique_fd(res));
 			} else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS ||
 				   res == -ENOMEM) {
 				/* Out of fds or memory: try again on the next tick, do not spin. */
@@ -285,17 +310,23 @@ private:
 			break;
 		case tag_stop:
 			stop_armed_ = false;
-			if (res == -EAGAIN || res == -EINTR) {
-				arm_stop(); /* the eventfd is non-blocking: io_uring polls it */
+			if (res <= 0 && !core_.stopping()) {
+				arm_stop(); /* not readable yet (-EINTR, say): poll again */
 				break;
 			}
 			core_.set_stopping();
 			core_.close_all();
-			if (accept_armed_) {
-				struct io_uring_sqe *sqe = get_sqe();
-				io_uring_prep_cancel64(sqe, user_data(0, tag_accept), 0);
-				io_uring_sqe_set_data64(sqe, user_data(0, tag_cancel));
-			}
+			if (accept_armed_)
+				cancel(tag_accept);
+			if (wake_armed_)
+				cancel(tag_wake);
+			break;
+		case tag_wake:
+			wake_armed_ = false;
+			if (res > 0)
+				core_.take_inbox(); /* closes them when stopping */
+			if (!core_.stopping())
+				arm_wake();
 			break;
 		case tag_cancel:
 			break;
@@ -309,15 +340,15 @@ private:
 	bool accept_armed_ = false;
 	bool accept_paused_ = false;
 	bool stop_armed_ = false;
-	std::uint64_t stop_value_ = 0;
+	bool wake_armed_ = false;
 };
 
 } // namespace
 
-std::unique_ptr<engine_base> make_uring_engine(core &c, std::size_t max_peers, std::string &why)
+std::unique_ptr<engine_base> make_uring_engine(core &c, std::string &why)
 {
 	auto e = std::make_unique<uring_engine>(c);
-	if (!e->setup(max_peers, why))
+	if (!e->setup(why))
 		return nullptr;
 	return e;
 }

@@ -2,7 +2,12 @@
 /*
  * server: hands exclusive memory to many peers at once.
  *
- * One thread serves every connected peer of a listener. Each peer sends
+ * A few threads (event loops) serve every connected peer of a listener: with
+ * io_uring, server_options::event_loops of them (default: one per online CPU),
+ * each with its own ring and its own share of the peers; with epoll, one.
+ * The first loop accepts and gives each new peer to the loop with the fewest
+ * (handed over through a queue and an eventfd, so any kernel with the io_uring
+ * operations below will do). A peer stays on its loop until it goes. Each peer sends
  * requests (wire kind request, no fds); a handler decides, from the peer's
  * credentials, its pidfd and the request, to reply with memory (one fd,
  * SCM_RIGHTS) or with an errno. A peer that breaks the protocol, stalls past
@@ -18,7 +23,9 @@
  * request is checked exactly as channel::receive() checks it.
  *
  * Bounded resources: peer state is fixed (server::peer_state_bytes each,
- * allocated once for options.max_peers); a peer holds at most 3 fds in the
+ * allocated once: ceil(max_peers / loops) slots per loop, so at most
+ * max_peers + loops - 1 in all, plus 8 bytes per slot for the hand-over queue
+ * and one io_uring completion entry, 16 bytes); a peer holds at most 3 fds in the
  * server (its socket, its pidfd, the reply in flight, unless the reply
  * shares a memory's own fd); a peer beyond
  * max_peers is sent EBUSY and closed.
@@ -44,7 +51,11 @@ enum class server_engine { io_uring, epoll };
 /* "io_uring" or "epoll". */
 std::string_view to_string(server_engine e) noexcept;
 
-/* What a request handler is told. Valid only during the call. */
+/*
+ * What a request handler is told. Valid only during the call, and only on
+ * the thread that makes it: with several event loops, the handler runs on
+ * several threads at once, one request per loop.
+ */
 struct request_context {
 	std::uint64_t peer;		/* this connection's id, unique for the server's life */
 	peer_credentials cred;		/* SO_PEERCRED, recorded at connect(): for uid checks */
@@ -128,6 +139,14 @@ struct server_options {
 	bool force_epoll = false;
 	/* Ask SO_PEERPIDFD for every peer (one more fd per peer). */
 	bool peer_pidfds = true;
+	/*
+	 * io_uring event loops, each a thread with its own ring: 0 for one per
+	 * online CPU (sysconf(_SC_NPROCESSORS_ONLN)), 1 for a single thread
+	 * (the handler is then never called concurrently). At most max_peers.
+	 * When fewer rings can be set up than asked (RLIMIT_MEMLOCK before
+	 * Linux 5.12), as many loops as rings. epoll always has one loop.
+	 */
+	unsigned event_loops = 0;
 };
 
 /* Counters since construction; readable from any thread. */
@@ -145,18 +164,26 @@ struct server_stats {
 class server
 {
 public:
+	/*
+	 * Decides each request. Called concurrently from every event loop's
+	 * thread (server_options::event_loops; io_uring only): whatever it
+	 * touches beyond its request_context must be safe for that (const
+	 * data, atomics, a mutex around what it changes). It should not block:
+	 * the other peers of its loop wait while it runs.
+	 */
 	using handler = std::function<reply(const request_context &)>;
+	/* Told each peer's failure. Called from any loop's thread, never two at once. */
 	using logger = std::function<void(const log_event &)>;
 
 	/* Bytes of server state per peer slot (fixed; all allocated up front). */
 	static const std::size_t peer_state_bytes;
 
 	/*
-	 * Serves @l with @h (called on the serving thread; it must not block:
-	 * every peer waits while it runs). @log gets each peer's failure; may be
+	 * Serves @l with @h (called on the loops' threads, concurrently when
+	 * there are several: see handler). @log gets each peer's failure; may be
 	 * empty. Picks the engine (see the top of this file). Throws
 	 * std::system_error: EINVAL for max_peers 0 or peer_timeout <= 0;
-	 * errno from eventfd(2), epoll_create1(2).
+	 * errno from eventfd(2) (one per loop, and one to stop), epoll_create1(2).
 	 */
 	server(listener l, handler h, server_options opts = {}, logger log = {});
 	server(const server &) = delete;
@@ -167,11 +194,16 @@ public:
 	[[nodiscard]] server_engine engine() const noexcept;
 	/* Why io_uring is not used ("" when it is): the failing call and its errno. */
 	[[nodiscard]] const std::string &fallback_reason() const noexcept;
+	/* Event loops (threads) run() serves with: >= 1; 1 with epoll. */
+	[[nodiscard]] std::size_t event_loops() const noexcept;
 
 	/*
-	 * Serves until stop(); then closes every peer and returns. Call from
-	 * one thread at a time. Throws std::system_error when the server itself
-	 * fails (io_uring_enter(2), epoll_wait(2) errors other than EINTR).
+	 * Serves until stop(); then closes every peer and returns. Runs the
+	 * first event loop on the calling thread and starts a thread for each
+	 * other, joined before it returns. Call from one thread at a time.
+	 * Throws std::system_error when the server itself fails
+	 * (io_uring_enter(2), epoll_wait(2) errors other than EINTR, or
+	 * std::thread failing to start): a loop failing stops the others first.
 	 */
 	void run();
 	/* Makes run() return soon. Thread-safe and async-signal-safe (eventfd write). */

@@ -27,7 +27,9 @@
  *   --profile-handoff runs 100,000 libxmem hand-offs and nothing else (for perf);
  *   --profile-server uring|blocking N measures that server alone at N clients
  *   and prints its row, nothing written (for perf); --epoll-client drives the
- *   servers with the previous epoll load generator instead (for comparison).
+ *   servers with the previous epoll load generator instead (for comparison);
+ *   --loops N gives the io_uring server N event loops (default 0: one per
+ *   online CPU).
  */
 #include <xmem/xmem.hpp>
 #include <xmem/server.hpp>
@@ -146,6 +148,8 @@ long vm_rss_kib(pid_t pid)
 }
 
 server *running = nullptr;
+/* server_options::event_loops for the io_uring server (--loops). */
+unsigned event_loops = 0;
 
 void stop_running(int)
 {
@@ -164,6 +168,7 @@ void stop_running(int)
 			o.max_peers = max_peers;
 			o.requests_per_second = 0;
 			o.peer_timeout = std::chrono::minutes(5);
+			o.event_loops = event_loops;
 			/* The region every reply shares, by its own fd (no dup and close per reply). */
 			auto shared = std::make_shared<const memory>(std::move(mem));
 			server s(std::move(l), [&](const request_context &) { return reply::share(shared); },
@@ -514,6 +519,8 @@ int main(int argc, char **argv)
 			seconds = std::stod(argv[++i]);
 		else if (std::string(argv[i]) == "--out")
 			out = argv[++i];
+		else if (std::string(argv[i]) == "--loops")
+			event_loops = static_cast<unsigned>(std::stoul(argv[++i]));
 	}
 	struct rlimit rl;
 	::getrlimit(RLIMIT_NOFILE, &rl);
@@ -585,9 +592,11 @@ int main(int argc, char **argv)
 	}
 	std::snprintf(buf, sizeof(buf),
 		      "\nio_uring / blocking: %.2fx at 64 clients, %.2fx at 1000 clients (target >= 1.5x at 1000).\n"
+		      "io_uring server: %ld event loops (server_options::event_loops).\n"
 		      "io_uring server state per peer slot: %zu bytes, allocated up front for max_peers.\n"
 		      "Load generator: %s, one process for every client.\n",
-		      ratio_at(64), ratio_at(1000), server::peer_state_bytes,
+		      ratio_at(64), ratio_at(1000),
+		      event_loops ? long(event_loops) : ::sysconf(_SC_NPROCESSORS_ONLN), server::peer_state_bytes,
 		      epoll_client ? "epoll (--epoll-client)" : "one io_uring");
 	md << buf;
 
