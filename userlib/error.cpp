@@ -54,6 +54,9 @@ public:
 			return "invalid size (0, or beyond what the backend supports)";
 		case errc::invalid_name:
 			return "invalid name (too long, or containing '/' or NUL)";
+		case errc::not_mappable:
+			return "received fd cannot be mapped: opened O_PATH or write-only "
+			       "(mmap(2) needs a readable fd)";
 		}
 		return "unknown xmem error " + std::to_string(value);
 	}

@@ -227,6 +227,20 @@ memory memory::adopt(unique_fd fd, std::size_t &size, std::error_code &ec) noexc
 		ec = errc::wrong_file_type;
 		return {};
 	}
+	/*
+	 * fstat and fstatfs answer for an O_PATH fd (open(2)) too, so the checks
+	 * above and below pass for a handle that mmap(2) refuses (EBADF), as it
+	 * refuses a write-only one (EACCES): not memory anyone can use.
+	 */
+	const int fl = ::fcntl(fd.get(), F_GETFL);
+	if (fl < 0) {
+		ec = detail::errno_code(errno);
+		return {};
+	}
+	if ((fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY) {
+		ec = errc::not_mappable;
+		return {};
+	}
 	size = static_cast<std::size_t>(st.st_size);
 
 	switch (static_cast<unsigned long>(sfs.f_type)) {

@@ -233,10 +233,21 @@ void core::take_peer(unique_fd sock)
 	if (shared_.opts.peer_pidfds && !pidfd_unsupported_) {
 		int pidfd = -1;
 		len = sizeof(pidfd);
-		if (::getsockopt(p.sock.get(), SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0)
+		if (::getsockopt(p.sock.get(), SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0) {
 			p.pidfd.reset(pidfd);
-		else if (errno == ENOPROTOOPT)
+		} else if (errno == ENOPROTOOPT) {
 			pidfd_unsupported_ = true; /* before Linux 6.5: never ask again */
+		} else {
+			/*
+			 * EMFILE (a peer can run the server out of fds), ESRCH...:
+			 * the handler must never get -1 from a kernel that has
+			 * pidfds, or a policy falls back to cred.pid (case 14).
+			 */
+			const int err = errno;
+			p.state = peer_state::receiving; /* so that fail() closes it */
+			fail(p, detail::errno_code(err), "SO_PEERPIDFD");
+			return;
+		}
 	}
 
 	const auto now = clock::now();

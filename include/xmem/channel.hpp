@@ -73,8 +73,8 @@ struct received_memory {
  * Checks that @fd is memory as @h describes and @req demands: S_ISREG, the
  * fstatfs magic of an accepted backend, st_size equal to the header's (> 0)
  * and to req.size, every seal in req.seals and in h.seals present.
- * Errors: errc::wrong_file_type, errc::backend_not_accepted,
- * errc::size_mismatch, errc::missing_seals. @fd is closed on error.
+ * Errors: errc::wrong_file_type, errc::not_mappable (O_PATH or write-only
+ * fd), errc::backend_not_accepted, errc::size_mismatch, errc::missing_seals. @fd is closed on error.
  */
 received_memory verify_memory(unique_fd fd, const wire::header &h,
 			      const requirements &req, std::error_code &ec) noexcept;

@@ -39,6 +39,8 @@ enum class errc {
 	memlock_limit,		/* RLIMIT_MEMLOCK too small for the mapping */
 	invalid_size,		/* size 0, or beyond what the backend supports */
 	invalid_name,		/* name too long or containing '/' or NUL */
+	/* Receiving, added later (values above are kept). */
+	not_mappable,		/* an fd to memory that cannot be mapped: O_PATH or write-only */
 };
 
 /* The category of xmem::errc; name() is "xmem". */

@@ -104,6 +104,9 @@ public:
 	 * Takes ownership of @fd and identifies its backend from fstatfs(2)
 	 * (MEMFD_EXCLUSIVE_MAGIC, SECRETMEM_MAGIC, or a memfd on tmpfs/hugetlbfs).
 	 * errc::wrong_file_type for anything else (fd closed).
+	 * errc::not_mappable for such memory held by an fd that mmap(2) refuses
+	 * whatever the protection: opened O_PATH (fstat and fstatfs work on it,
+	 * mmap is EBADF) or O_WRONLY (EACCES); fd closed.
 	 */
 	static memory adopt(unique_fd fd, std::error_code &ec) noexcept;
 	/* As above, and sets @size to its size in bytes from the same fstat(2). */

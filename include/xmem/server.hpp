@@ -63,7 +63,10 @@ struct request_context {
 	 * SO_PEERPIDFD (Linux 6.5+): names the peer process and, unlike
 	 * cred.pid, can never come to name another one after it exits. Use it
 	 * for decisions that name a process (pidfd_send_signal(2), reading
-	 * /proc through it). -1 where the kernel lacks SO_PEERPIDFD.
+	 * /proc through it). -1 where the kernel lacks SO_PEERPIDFD (or
+	 * server_options::peer_pidfds is off), and only then: a peer whose
+	 * pidfd the server could not get (EMFILE, ESRCH) is logged
+	 * ("SO_PEERPIDFD") and closed, never handled without it.
 	 */
 	borrowed_fd pidfd;
 	const wire::header &request;	/* kind request, fd_count 0, batch fields 0 */

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/mman.h>
@@ -275,6 +276,59 @@ BOOST_AUTO_TEST_CASE(case07_wrong_file_types_are_rejected_and_closed)
 		::close(fd);
 	::unlink(file.c_str());
 	::rmdir(dir.c_str());
+	BOOST_TEST(test::open_fd_count() == before);
+}
+
+BOOST_AUTO_TEST_CASE(case07_unmappable_handles_and_other_non_memory_fds_are_rejected)
+{
+	auto [a, b] = channel::pair();
+	const std::size_t before = test::open_fd_count();
+	{
+		/*
+		 * An O_PATH fd reopened from /proc/self/fd/N of real exclusive memory:
+		 * fstat and fstatfs answer for it (S_ISREG, the backend's magic, the
+		 * size), memfd_secret has no seals to miss, yet mmap(2) is EBADF.
+		 */
+		memory mem = memory::create("handle", 4096, test::suite_options());
+		const std::string link = "/proc/self/fd/" + std::to_string(mem.fd().get());
+		unique_fd path_only(::open(link.c_str(), O_PATH | O_CLOEXEC));
+		BOOST_REQUIRE(path_only.valid());
+		/* A write-only reopening of a memfd: mmap(2) is EACCES whatever the protection. */
+		memory plain = ordinary(4096);
+		const std::string plain_link = "/proc/self/fd/" + std::to_string(plain.fd().get());
+		unique_fd write_only(::open(plain_link.c_str(), O_WRONLY | O_CLOEXEC));
+		BOOST_REQUIRE(write_only.valid());
+		std::string dir = test::temp_dir();
+		unique_fd directory(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+		unique_fd dir_path(::open(dir.c_str(), O_PATH | O_CLOEXEC));
+		unique_fd zero(::open("/dev/zero", O_RDWR | O_CLOEXEC));
+		unique_fd ev(::eventfd(0, EFD_CLOEXEC));
+		BOOST_REQUIRE(directory.valid() && dir_path.valid() && zero.valid() && ev.valid());
+
+		struct {
+			int fd;
+			errc want;
+			const char *what;
+		} cases[] = {{path_only.get(), errc::not_mappable, "O_PATH exclusive memory"},
+			     {write_only.get(), errc::not_mappable, "write-only memfd"},
+			     {directory.get(), errc::wrong_file_type, "directory"},
+			     {dir_path.get(), errc::wrong_file_type, "O_PATH directory"},
+			     {zero.get(), errc::wrong_file_type, "/dev/zero"},
+			     {ev.get(), errc::wrong_file_type, "eventfd"}};
+		for (auto &c : cases) {
+			send_raw_memory(a, c.fd, 4096);
+			std::error_code ec;
+			received_memory r = b.receive_memory(accept_ordinary(), ec);
+			BOOST_TEST((ec == c.want), c.what << ": " << ec.message());
+			BOOST_TEST(!r.memory.valid());
+		}
+		/* adopt() itself says the same, and closes the fd. */
+		std::error_code ec;
+		memory adopted = memory::adopt(dup_cloexec(path_only), ec);
+		BOOST_TEST((ec == errc::not_mappable), ec.message());
+		BOOST_TEST(!adopted.valid());
+		::rmdir(dir.c_str());
+	}
 	BOOST_TEST(test::open_fd_count() == before);
 }
 

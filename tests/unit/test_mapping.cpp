@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 using namespace xmem;
@@ -168,6 +169,9 @@ BOOST_AUTO_TEST_CASE(future_write_seal_allows_only_read_only_mappings)
 	mapping r = mapping::map(mem, access::read_only, ec);
 	BOOST_TEST(!ec);
 	BOOST_TEST(r.valid());
+	/* Nor made writable later: the kernel drops VM_MAYWRITE (mm/memfd.c). */
+	BOOST_TEST(::mprotect(r.data(), 4096, PROT_READ | PROT_WRITE) == -1);
+	BOOST_TEST(errno == EACCES);
 }
 
 BOOST_AUTO_TEST_CASE(exclusive_name_shows_in_maps_and_fd_link)

@@ -673,6 +673,77 @@ BOOST_AUTO_TEST_CASE(case14_decisions_naming_a_process_use_its_pidfd_uid_checks_
 	}
 }
 
+BOOST_AUTO_TEST_CASE(case14_a_pidfd_the_server_could_not_get_is_not_passed_off_as_unsupported)
+{
+	/*
+	 * request_context::pidfd is -1 only where the kernel lacks SO_PEERPIDFD.
+	 * A hostile peer can run the server out of fds (peers cost it two each);
+	 * SO_PEERPIDFD then fails with EMFILE, and a handler given -1 would fall
+	 * back to cred.pid, the recyclable number case 14 is about. Right: that
+	 * peer is logged and closed, never served without its pidfd.
+	 */
+	std::error_code ec;
+	{
+		channel probe = channel::pair().first;
+		unique_fd mine = probe.peer_pidfd(ec);
+	}
+	if (ec == std::errc::no_protocol_option) {
+		BOOST_TEST_MESSAGE("no SO_PEERPIDFD (Linux < 6.5): nothing to check");
+		return;
+	}
+	for (bool epoll : engines) {
+		std::atomic<int> handled{0}, without_pidfd{0};
+		auto policy = [&](const request_context &c) {
+			handled++;
+			if (c.pidfd.get() < 0)
+				without_pidfd++;
+			return reply::refuse(EACCES);
+		};
+		running_server s(options(epoll), policy);
+		const std::size_t before = test::open_fd_count();
+		{
+			unique_fd c(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+			struct sockaddr_un addr = {};
+			addr.sun_family = AF_UNIX;
+			std::strcpy(addr.sun_path, s.path.c_str());
+			auto request = test::encoded(wire::header{});
+
+			/* Room for exactly one more fd: the server's accept takes it. */
+			const int lowest = ::fcntl(0, F_DUPFD_CLOEXEC, 0);
+			BOOST_REQUIRE(lowest >= 0);
+			::close(lowest);
+			struct rlimit saved, low;
+			BOOST_REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+			low = saved;
+			low.rlim_cur = static_cast<rlim_t>(lowest) + 1;
+			BOOST_REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+			const bool connected =
+				::connect(c.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) == 0;
+			const bool sent = connected && ::send(c.get(), request.data(), request.size(),
+							      MSG_NOSIGNAL) > 0;
+			const bool settled = wait_until([&] {
+				return handled > 0 || s.stats().errors > 0;
+			});
+			BOOST_REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
+			BOOST_REQUIRE(connected && sent);
+			BOOST_TEST(settled);
+			BOOST_TEST(without_pidfd == 0, "the handler was given pidfd -1");
+			BOOST_TEST(s.logged("SO_PEERPIDFD", std::make_error_code(
+								  std::errc::too_many_files_open)) == 1u);
+			BOOST_TEST(wait_until([&] { return closed_by_server(c.get()); }));
+
+			/* Once fds are there again, peers get their pidfd and are served. */
+			channel ok = channel::connect(s.path);
+			ok.send_request("key");
+			ok.receive_memory({}, ec);
+			BOOST_TEST((ec == std::errc::permission_denied));
+			BOOST_TEST(without_pidfd == 0);
+		}
+		BOOST_TEST(wait_until([&] { return s.stats().active == 0; }));
+		BOOST_TEST(test::open_fd_count() == before);
+	}
+}
+
 BOOST_AUTO_TEST_CASE(case15_one_stalled_client_among_many_does_not_delay_the_others)
 {
 	memory mem = memory::create("stall", 4096, test::suite_options());
