@@ -4,8 +4,9 @@
  * request: IORING_OP_ACCEPT (SOCK_CLOEXEC), IORING_OP_RECVMSG
  * (MSG_CMSG_CLOEXEC, so no fd a peer sends is ever inheritable) and
  * IORING_OP_SENDMSG (MSG_NOSIGNAL). Each peer has at most one request in
- * flight, so the completion queue, sized for max_peers plus a few, cannot
- * overflow; its buffers live in its fixed slot until that request completes.
+ * flight, plus its cancel while it is being closed, so the completion queue,
+ * sized for two per peer slot plus a few, cannot overflow; a peer's buffers
+ * live in its fixed slot until its request completes.
  *
  * Each event loop has one of these, with its own ring and its own slots. The
  * stop eventfd (shared) and the loop's wake eventfd (new peers in its inbox)
@@ -99,10 +100,13 @@ public:
 		int ret = -EINVAL;
 		for (unsigned extra : ladder) {
 			struct io_uring_params params = {};
-			/* One request per peer slot, plus accept, the two polls and cancels. */
+			/*
+			 * Per peer slot its request and, while it closes, the
+			 * cancel; plus accept and the two polls. 16 bytes each.
+			 */
 			params.flags = IORING_SETUP_CQSIZE | extra;
 			params.cq_entries = round_up_pow2(
-				std::max<std::size_t>(core_.slots().size() + 64, 2 * sq_entries));
+				std::max<std::size_t>(2 * core_.slots().size() + 64, 2 * sq_entries));
 			ret = io_uring_queue_init_params(sq_entries, &ring_, &params);
 			if (ret != -EINVAL) {
 				flags_ = extra;

@@ -25,7 +25,7 @@
  * Bounded resources: peer state is fixed (server::peer_state_bytes each,
  * allocated once: ceil(max_peers / loops) slots per loop, so at most
  * max_peers + loops - 1 in all, plus 8 bytes per slot for the hand-over queue
- * and one io_uring completion entry, 16 bytes); a peer holds at most 3 fds in the
+ * and two io_uring completion entries, 32 bytes); a peer holds at most 3 fds in the
  * server (its socket, its pidfd, the reply in flight, unless the reply
  * shares a memory's own fd); a peer beyond
  * max_peers is sent EBUSY and closed.
@@ -203,7 +203,8 @@ public:
 	/*
 	 * Serves until stop(); then closes every peer and returns. Runs the
 	 * first event loop on the calling thread and starts a thread for each
-	 * other, joined before it returns. Call from one thread at a time.
+	 * other, joined before it returns. Call it once: a server whose run()
+	 * has returned stays stopped (make a new one to serve again).
 	 * Throws std::system_error when the server itself fails
 	 * (io_uring_enter(2), epoll_wait(2) errors other than EINTR, or
 	 * std::thread failing to start): a loop failing stops the others first.
