@@ -256,7 +256,8 @@ void core::take_peer(unique_fd sock)
 	p.deadline = now + shared_.opts.peer_timeout;
 	p.state = peer_state::receiving;
 	detail::build_receive(p.rx_msg, p.rx_iov, p.rx, p.rx_control.bytes);
-	engine->arm_receive(p);
+	if (std::error_code ec = engine->arm_receive(p))
+		fail(p, ec, "epoll_ctl");
 }
 
 bool core::over_flood_limit(peer_slot &p, clock::time_point now) noexcept
@@ -358,7 +359,8 @@ void core::received(peer_slot &p, long res)
 				   : std::span<const borrowed_fd>());
 	p.state = peer_state::sending;
 	p.deadline = now + shared_.opts.peer_timeout;
-	engine->arm_send(p);
+	if (std::error_code ec = engine->arm_send(p))
+		fail(p, ec, "epoll_ctl");
 }
 
 void core::sent(peer_slot &p, long res)
@@ -380,7 +382,8 @@ void core::sent(peer_slot &p, long res)
 	p.state = peer_state::receiving;
 	p.deadline = clock::now() + shared_.opts.peer_timeout;
 	detail::build_receive(p.rx_msg, p.rx_iov, p.rx, p.rx_control.bytes);
-	engine->arm_receive(p);
+	if (std::error_code ec = engine->arm_receive(p))
+		fail(p, ec, "epoll_ctl");
 }
 
 void core::fail(peer_slot &p, std::error_code ec, std::string_view what,

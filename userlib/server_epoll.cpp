@@ -62,13 +62,14 @@ public:
 		}
 	}
 
-	void arm_receive(peer_slot &p) override { want(p, EPOLLIN); }
+	std::error_code arm_receive(peer_slot &p) override { return want(p, EPOLLIN); }
 
-	void arm_send(peer_slot &p) override
+	std::error_code arm_send(peer_slot &p) override
 	{
 		/* Most replies fit at once; wait for EPOLLOUT only when they do not. */
 		if (!try_send(p))
-			want(p, EPOLLOUT);
+			return want(p, EPOLLOUT);
+		return {};
 	}
 
 	void abort(peer_slot &p) override
@@ -98,12 +99,19 @@ private:
 			throw std::system_error(detail::errno_code(errno), "server: epoll_ctl");
 	}
 
-	void want(peer_slot &p, std::uint32_t events)
+	/* Watches @p's socket for @events; epoll_ctl(2)'s errno on failure. */
+	std::error_code want(peer_slot &p, std::uint32_t events)
 	{
 		if (p.epoll_events == events)
-			return;
-		ctl(p.epoll_events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, p.sock.get(), events, p.index);
+			return {};
+		struct epoll_event ev = {};
+		ev.events = events;
+		ev.data.u64 = p.index;
+		if (::epoll_ctl(ep_.get(), p.epoll_events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
+				p.sock.get(), &ev) < 0)
+			return detail::errno_code(errno);
 		p.epoll_events = events;
+		return {};
 	}
 
 	/* False when the socket has no room yet (EAGAIN). */

@@ -83,10 +83,14 @@ public:
 	virtual server_engine kind() const noexcept = 0;
 	/* Serves until the core is stopping and every peer slot is free again. */
 	virtual void run() = 0;
-	/* Start receiving a request into p.rx_msg (built). */
-	virtual void arm_receive(peer_slot &p) = 0;
-	/* Start sending p.tx_msg (built). */
-	virtual void arm_send(peer_slot &p) = 0;
+	/*
+	 * Start receiving a request into p.rx_msg (built). An error (epoll_ctl(2)
+	 * failing: ENOSPC past fs.epoll.max_user_watches, ENOMEM) fails that
+	 * peer only; the core closes it.
+	 */
+	[[nodiscard]] virtual std::error_code arm_receive(peer_slot &p) = 0;
+	/* Start sending p.tx_msg (built). Errors as arm_receive(). */
+	[[nodiscard]] virtual std::error_code arm_send(peer_slot &p) = 0;
 	/* Stop @p's operations; the core releases it when none is in flight. */
 	virtual void abort(peer_slot &p) = 0;
 	/* True while @p has an operation in flight that may still use its buffers. */

@@ -188,7 +188,7 @@ public:
 		io_uring_submit(&ring_);
 	}
 
-	void arm_receive(peer_slot &p) override
+	std::error_code arm_receive(peer_slot &p) override
 	{
 		struct io_uring_sqe *sqe = get_sqe();
 		io_uring_prep_recvmsg(sqe, p.sock.get(), &p.rx_msg, MSG_CMSG_CLOEXEC);
@@ -201,14 +201,16 @@ public:
 			sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 		io_uring_sqe_set_data64(sqe, user_data(p.index, tag_receive));
 		p.pending = op::receive;
+		return {};
 	}
 
-	void arm_send(peer_slot &p) override
+	std::error_code arm_send(peer_slot &p) override
 	{
 		struct io_uring_sqe *sqe = get_sqe();
 		io_uring_prep_sendmsg(sqe, p.sock.get(), &p.tx_msg, MSG_NOSIGNAL);
 		io_uring_sqe_set_data64(sqe, user_data(p.index, tag_send));
 		p.pending = op::send;
+		return {};
 	}
 
 	void abort(peer_slot &p) override

@@ -28,6 +28,7 @@
 #include <map>
 #include <mutex>
 #include <stddef.h>
+#include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -323,6 +324,89 @@ BOOST_AUTO_TEST_CASE(falls_back_to_epoll_when_io_uring_setup_is_refused)
 		BOOST_TEST(WEXITSTATUS(status) == 0, "errno " << err << ": child exit "
 							     << WEXITSTATUS(status));
 	}
+}
+
+namespace {
+
+/*
+ * In a child, for every thread (TSYNC): epoll_ctl(EPOLL_CTL_ADD) of an fd
+ * numbered @min_fd or above fails with ENOSPC, as past
+ * fs.epoll.max_user_watches (epoll_ctl(2)).
+ */
+bool refuse_epoll_add_from(int min_fd)
+{
+	struct sock_filter filter[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_epoll_ctl, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, EPOLL_CTL_ADD, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[2])),
+		BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, static_cast<unsigned>(min_fd), 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSPC),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = {static_cast<unsigned short>(std::size(filter)), filter};
+	return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+	       ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC,
+			 &prog) == 0;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(epoll_ctl_failing_for_one_peer_closes_that_peer_only)
+{
+	pid_t pid = ::fork();
+	BOOST_REQUIRE(pid >= 0);
+	if (pid == 0) {
+		/*
+		 * Exit status: 0 ok, 2 no filter, 3 refused peer not closed,
+		 * 4 not logged, 5 fd leaked, 6 server failed, 7 other; SIGALRM:
+		 * hung (the server thread died and the peer waits forever).
+		 */
+		::alarm(30);
+		int status = 0;
+		try {
+			memory mem = memory::create("ctl", 4096, test::suite_options());
+			running_server s(options(true), serve(mem));
+			const std::size_t before = test::open_fd_count();
+			/* The next fd number is the lowest free one: the peers' sockets get it or above. */
+			const int next = ::fcntl(0, F_DUPFD_CLOEXEC, 0);
+			::close(next);
+			if (!refuse_epoll_add_from(next))
+				::_exit(2);
+			for (int i = 0; i < 2 && !status; i++) {
+				channel ch = channel::connect(s.path);
+				std::error_code ec;
+				ch.send_request("key");
+				(void)ch.receive_memory({}, ec);
+				if (!ec)
+					status = 3;
+			}
+			if (!status && !wait_until([&] {
+				    return s.logged("epoll_ctl", std::make_error_code(
+									 std::errc::no_space_on_device)) == 2 &&
+					   s.stats().active == 0;
+			    }))
+				status = 4;
+			if (!status && !wait_until([&] { return test::open_fd_count() == before; }))
+				status = 5;
+			s.stop();
+			if (!status && s.failure)
+				status = 6;
+		} catch (...) {
+			status = status ? status : 7;
+		}
+		::_exit(status);
+	}
+	int status = -1;
+	BOOST_REQUIRE(::waitpid(pid, &status, 0) == pid);
+	BOOST_TEST(WIFEXITED(status));
+	BOOST_TEST(WEXITSTATUS(status) == 0, "child exit " << WEXITSTATUS(status));
 }
 
 BOOST_AUTO_TEST_CASE(serves_1000_peers_at_once_on_both_engines)
