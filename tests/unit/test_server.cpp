@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
@@ -382,8 +383,14 @@ BOOST_AUTO_TEST_CASE(epoll_ctl_failing_for_one_peer_closes_that_peer_only)
 			for (int i = 0; i < 2 && !status; i++) {
 				channel ch = channel::connect(s.path);
 				std::error_code ec;
-				ch.send_request("key");
-				(void)ch.receive_memory({}, ec);
+				/* The server may close the peer before the request is sent: EPIPE. */
+				try {
+					ch.send_request("key");
+				} catch (const std::system_error &e) {
+					ec = e.code();
+				}
+				if (!ec)
+					(void)ch.receive_memory({}, ec);
 				if (!ec)
 					status = 3;
 			}
@@ -398,6 +405,9 @@ BOOST_AUTO_TEST_CASE(epoll_ctl_failing_for_one_peer_closes_that_peer_only)
 			s.stop();
 			if (!status && s.failure)
 				status = 6;
+		} catch (const std::exception &e) {
+			std::fprintf(stderr, "epoll_ctl test child: %s\n", e.what());
+			status = status ? status : 7;
 		} catch (...) {
 			status = status ? status : 7;
 		}
@@ -809,7 +819,13 @@ BOOST_AUTO_TEST_CASE(case14_a_pidfd_the_server_could_not_get_is_not_passed_off_a
 				return handled > 0 || s.stats().errors > 0;
 			});
 			BOOST_REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
-			BOOST_REQUIRE(connected && sent);
+			/*
+			 * The server closes that peer as soon as it has accepted it, so
+			 * the request may or may not get there first (EPIPE): either way
+			 * the handler must not run without a pidfd.
+			 */
+			BOOST_REQUIRE(connected);
+			BOOST_TEST_MESSAGE("request sent before the server closed the peer: " << sent);
 			BOOST_TEST(settled);
 			BOOST_TEST(without_pidfd == 0, "the handler was given pidfd -1");
 			BOOST_TEST(s.logged("SO_PEERPIDFD", std::make_error_code(
