@@ -272,6 +272,15 @@ BOOST_AUTO_TEST_CASE(shares_memory_by_its_own_fd_on_both_engines)
 
 namespace {
 
+/* Installs @filter (no_new_privs first) with seccomp(2) @flags; false on failure. */
+template <std::size_t N>
+bool install_seccomp(struct sock_filter (&filter)[N], unsigned flags = 0)
+{
+	struct sock_fprog prog = {static_cast<unsigned short>(N), filter};
+	return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+	       ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &prog) == 0;
+}
+
 /* In a child: a seccomp filter making io_uring_setup(2) fail with @err. */
 bool refuse_io_uring_setup(int err)
 {
@@ -284,9 +293,7 @@ bool refuse_io_uring_setup(int err)
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (static_cast<unsigned>(err) & 0xfff)),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
-	struct sock_fprog prog = {static_cast<unsigned short>(std::size(filter)), filter};
-	return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
-	       ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0;
+	return install_seccomp(filter);
 }
 
 } // namespace
@@ -351,10 +358,7 @@ bool refuse_epoll_add_from(int min_fd)
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSPC),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
-	struct sock_fprog prog = {static_cast<unsigned short>(std::size(filter)), filter};
-	return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
-	       ::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC,
-			 &prog) == 0;
+	return install_seccomp(filter, SECCOMP_FILTER_FLAG_TSYNC);
 }
 
 } // namespace
