@@ -54,6 +54,29 @@ result judge_read(const std::string &how, const void *buf, std::size_t len, cons
 		       ")");
 }
 
+/* A pipe, both ends O_CLOEXEC. */
+struct pipe_ends {
+	xmem::unique_fd rd, wr;
+};
+
+pipe_ends make_pipe()
+{
+	int p[2];
+	if (::pipe2(p, O_CLOEXEC) < 0)
+		fail("pipe2");
+	return {xmem::unique_fd(p[0]), xmem::unique_fd(p[1])};
+}
+
+/* The ending of an attack that moved @n bytes into @pipe: read them back and judge. */
+result judge_pipe(const std::string &how, const pipe_ends &pipe, ssize_t n, const pattern &pat)
+{
+	std::vector<std::uint8_t> buf(static_cast<std::size_t>(n));
+	ssize_t got = ::read(pipe.rd.get(), buf.data(), buf.size());
+	if (got < 0)
+		fail("read pipe");
+	return judge_read(how, buf.data(), static_cast<std::size_t>(got), pat);
+}
+
 /* The common ending of a write attack: what the victim says of its memory. */
 result judge_write(const std::string &how, victim &v)
 {
@@ -324,40 +347,24 @@ result vmsplice_attack(const target &t)
 {
 	region r(t);
 	r.fill();
-	int p[2];
-	if (::pipe2(p, O_CLOEXEC) < 0)
-		fail("pipe2");
-	xmem::unique_fd rd(p[0]), wr(p[1]);
+	pipe_ends pipe = make_pipe();
 	struct iovec iov = {r.data(), r.size()};
-	ssize_t n = ::vmsplice(wr.get(), &iov, 1, 0);
+	ssize_t n = ::vmsplice(pipe.wr.get(), &iov, 1, 0);
 	if (n < 0)
 		return blocked("vmsplice: " + errname(errno));
-	std::vector<std::uint8_t> buf(static_cast<std::size_t>(n));
-	ssize_t got = ::read(rd.get(), buf.data(), buf.size());
-	if (got < 0)
-		fail("read pipe");
-	return judge_read("vmsplice spliced " + n_bytes(n), buf.data(),
-			  static_cast<std::size_t>(got), r.pat());
+	return judge_pipe("vmsplice spliced " + n_bytes(n), pipe, n, r.pat());
 }
 
 result splice_from_fd(const target &t)
 {
 	region r(t);
 	r.fill();
-	int p[2];
-	if (::pipe2(p, O_CLOEXEC) < 0)
-		fail("pipe2");
-	xmem::unique_fd rd(p[0]), wr(p[1]);
+	pipe_ends pipe = make_pipe();
 	loff_t off = 0;
-	ssize_t n = ::splice(r.fd(), &off, wr.get(), nullptr, r.size(), 0);
+	ssize_t n = ::splice(r.fd(), &off, pipe.wr.get(), nullptr, r.size(), 0);
 	if (n < 0)
 		return blocked("splice from the fd: " + errname(errno));
-	std::vector<std::uint8_t> buf(static_cast<std::size_t>(n));
-	ssize_t got = ::read(rd.get(), buf.data(), buf.size());
-	if (got < 0)
-		fail("read pipe");
-	return judge_read("splice moved " + n_bytes(n), buf.data(), static_cast<std::size_t>(got),
-			  r.pat());
+	return judge_pipe("splice moved " + n_bytes(n), pipe, n, r.pat());
 }
 
 result sendfile_from_fd(const target &t)
