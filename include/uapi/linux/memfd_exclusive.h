@@ -10,13 +10,14 @@
 #define _UAPI_LINUX_MEMFD_EXCLUSIVE_H
 
 /*
- * System call number. No released upstream kernel uses 500 on any
- * architecture (x86-64 x32 numbers begin at 512); a final number is for the
- * maintainers to assign at merge. Userspace must not issue it unless
+ * System call number, provisional: 600 is above every architecture's table
+ * in Linux 6.12 (alpha ends at 572, x86-64 with its x32 entries at 547; 500,
+ * used before, is alpha's syncfs). A final number is for the maintainers to
+ * assign at merge. Wired on x86-64 only. Userspace must not issue it unless
  * MEMFD_EXCLUSIVE_SYSFS_DIR exists, so that an unpatched kernel never sees it.
  */
 #ifndef __NR_memfd_exclusive
-#define __NR_memfd_exclusive 500
+#define __NR_memfd_exclusive 600
 #endif
 
 /* Flags for memfd_exclusive(2); unknown bits fail with EINVAL. */

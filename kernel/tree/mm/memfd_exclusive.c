@@ -15,6 +15,16 @@
  * takes memfd seals (F_SEAL_SEAL, SHRINK, GROW, WRITE, FUTURE_WRITE and EXEC)
  * through the fcntl(2) code in mm/memfd.c.
  *
+ * Lifetimes: all per-file state lives in struct mfdx_inode, which embeds the
+ * VFS inode (as shmem_inode_info does in mm/shmem.c) and is allocated and
+ * freed by the super_operations of the pseudo filesystem. The inode can be
+ * reached without any open file (an O_PATH open of /proc/PID/fd/N or of
+ * /proc/PID/map_files/..., then truncate(2), chmod(2) and the like on that
+ * path), so nothing is torn down at ->release: the pages, the RLIMIT_MEMLOCK
+ * charge and the region count go in ->evict_inode, when the last reference
+ * to the inode is dropped; memory cgroup charges go with each page, through
+ * the page allocator's free path.
+ *
  * Locking: the mapping's invalidate_lock is held shared while a fault looks
  * up or inserts a page and exclusive while the size changes, so a fault never
  * inserts a page beyond EOF. Seals are changed under the inode lock, which
@@ -58,11 +68,29 @@ static struct vfsmount *mfdx_mnt __ro_after_init;
 static atomic_t mfdx_nr_regions = ATOMIC_INIT(0);
 static atomic_long_t mfdx_nr_pages = ATOMIC_LONG_INIT(0);
 
+/*
+ * struct mfdx_inode - a memfd_exclusive file
+ * @user: the creator, charged for RLIMIT_MEMLOCK; a reference held until the
+ *	  inode is evicted
+ * @nr_accounted: pages charged to @user, at least the pages in the page
+ *		  cache (a page taken away by memory_failure() stays charged
+ *		  until the next shrink or the eviction)
+ * @seals: F_SEAL_*, changed under the inode lock
+ * @vfs_inode: the VFS inode
+ */
 struct mfdx_inode {
-	struct user_struct *user;	/* charged for RLIMIT_MEMLOCK */
-	atomic_long_t nr_accounted;	/* pages charged to @user */
-	unsigned int seals;		/* F_SEAL_*, changed under inode lock */
+	struct user_struct *user;
+	atomic_long_t nr_accounted;
+	unsigned int seals;
+	struct inode vfs_inode;
 };
+
+static struct kmem_cache *mfdx_inode_cachep __ro_after_init;
+
+static inline struct mfdx_inode *MFDX_I(struct inode *inode)
+{
+	return container_of(inode, struct mfdx_inode, vfs_inode);
+}
 
 bool memfd_exclusive_active(void)
 {
@@ -164,12 +192,12 @@ static void mfdx_unaccount(struct mfdx_inode *mi, unsigned long nr_pages)
  * Called with the invalidate_lock held shared. Returns the folio locked and
  * with a reference, or an ERR_PTR: -EINVAL at or beyond EOF, -ENOSPC when
  * RLIMIT_MEMLOCK or the memory cgroup's limit is exhausted, -ENOMEM when no
- * page can be allocated.
+ * page can be allocated, -EHWPOISON when the page at @index was poisoned.
  */
 static struct folio *mfdx_get_folio(struct inode *inode, pgoff_t index)
 {
 	struct address_space *mapping = inode->i_mapping;
-	struct mfdx_inode *mi = inode->i_private;
+	struct mfdx_inode *mi = MFDX_I(inode);
 	gfp_t gfp = mapping_gfp_mask(mapping);
 	struct folio *folio;
 	int err;
@@ -179,8 +207,19 @@ static struct folio *mfdx_get_folio(struct inode *inode, pgoff_t index)
 
 	for (;;) {
 		folio = filemap_lock_folio(mapping, index);
-		if (!IS_ERR(folio))
+		if (!IS_ERR(folio)) {
+			/*
+			 * memory_failure() left a poisoned page in place
+			 * (->error_remove_folio): its data is lost, and it
+			 * must never be mapped or read again.
+			 */
+			if (folio_test_hwpoison(folio)) {
+				folio_unlock(folio);
+				folio_put(folio);
+				return ERR_PTR(-EHWPOISON);
+			}
 			return folio;
+		}
 
 		if (!mfdx_account(mi, 1))
 			return ERR_PTR(-ENOSPC);
@@ -248,6 +287,8 @@ static vm_fault_t mfdx_fault(struct vm_fault *vmf)
 	if (IS_ERR(folio)) {
 		if (PTR_ERR(folio) == -ENOMEM)
 			return VM_FAULT_OOM;
+		if (PTR_ERR(folio) == -EHWPOISON)
+			return VM_FAULT_HWPOISON;
 		/* Beyond EOF, over RLIMIT_MEMLOCK or over memory.max. */
 		return VM_FAULT_SIGBUS;
 	}
@@ -286,34 +327,20 @@ static int mfdx_mmap(struct file *file, struct vm_area_struct *vma)
 	return 0;
 }
 
-static int mfdx_release(struct inode *inode, struct file *file)
-{
-	struct mfdx_inode *mi = inode->i_private;
-
-	/* The pages themselves go when the inode is evicted. */
-	mfdx_unaccount(mi, atomic_long_read(&mi->nr_accounted));
-	free_uid(mi->user);
-	kfree(mi);
-	inode->i_private = NULL;
-	atomic_dec(&mfdx_nr_regions);
-	return 0;
-}
-
-/* No read, write, splice or fallocate: the pages are reachable by mmap only. */
+/*
+ * No read, write, splice or fallocate: the pages are reachable by mmap only.
+ * No ->release either: the inode outlives its last file (see the top).
+ */
 static const struct file_operations mfdx_fops = {
-	.release	= mfdx_release,
 	.mmap		= mfdx_mmap,
 	.llseek		= noop_llseek,
 };
 
 unsigned int *memfd_exclusive_file_seals_ptr(struct file *file)
 {
-	struct mfdx_inode *mi;
-
 	if (file->f_op != &mfdx_fops)
 		return NULL;
-	mi = file_inode(file)->i_private;
-	return &mi->seals;
+	return &MFDX_I(file_inode(file))->seals;
 }
 
 static int mfdx_migrate_folio(struct address_space *mapping,
@@ -328,21 +355,35 @@ static void mfdx_free_folio(struct folio *folio)
 	mfdx_release_folio(folio);
 }
 
+/*
+ * memory_failure() on a page in use: keep the poisoned folio in the page
+ * cache, as shmem does, so that a later fault at its offset gets SIGBUS
+ * (VM_FAULT_HWPOISON) instead of a fresh zeroed page silently replacing the
+ * lost data. The folio goes with the file, and the page allocator never
+ * takes a poisoned page back (free_pages_prepare()).
+ */
+static int mfdx_error_remove_folio(struct address_space *mapping,
+				   struct folio *folio)
+{
+	return 0;
+}
+
 static const struct address_space_operations mfdx_aops = {
 	.dirty_folio	= noop_dirty_folio,
 	.free_folio	= mfdx_free_folio,
 	.migrate_folio	= mfdx_migrate_folio,
+	.error_remove_folio = mfdx_error_remove_folio,
 };
 
 /* Called with the inode lock held. */
 static int mfdx_resize(struct inode *inode, loff_t newsize)
 {
 	struct address_space *mapping = inode->i_mapping;
-	struct mfdx_inode *mi = inode->i_private;
+	struct mfdx_inode *mi = MFDX_I(inode);
 	loff_t oldsize = inode->i_size;
-	unsigned long nr_before;
 	struct folio *folio;
 	loff_t holebegin;
+	long excess;
 
 	if (newsize < oldsize && (mi->seals & F_SEAL_SHRINK))
 		return -EPERM;
@@ -359,16 +400,25 @@ static int mfdx_resize(struct inode *inode, loff_t newsize)
 		 * through the direct map, where the page is not.
 		 */
 		holebegin = round_up(newsize, PAGE_SIZE);
-		nr_before = mapping->nrpages;
 		unmap_mapping_range(mapping, holebegin, 0, 1);
 		truncate_inode_pages(mapping, holebegin);
-		mfdx_unaccount(mi, nr_before - mapping->nrpages);
+		/*
+		 * No fault can add a page meanwhile (invalidate_lock), so
+		 * whatever is charged beyond the pages left in the cache was
+		 * truncated now or taken by memory_failure() earlier.
+		 */
+		excess = atomic_long_read(&mi->nr_accounted) - mapping->nrpages;
+		if (excess > 0)
+			mfdx_unaccount(mi, excess);
 
 		if (offset_in_page(newsize)) {
 			folio = filemap_lock_folio(mapping,
 						   newsize >> PAGE_SHIFT);
 			if (!IS_ERR(folio)) {
-				mfdx_zero_tail(folio, offset_in_page(newsize));
+				/* Never write to a poisoned page. */
+				if (!folio_test_hwpoison(folio))
+					mfdx_zero_tail(folio,
+						       offset_in_page(newsize));
 				folio_unlock(folio);
 				folio_put(folio);
 			}
@@ -382,7 +432,7 @@ static int mfdx_setattr(struct mnt_idmap *idmap, struct dentry *dentry,
 			struct iattr *attr)
 {
 	struct inode *inode = d_inode(dentry);
-	struct mfdx_inode *mi = inode->i_private;
+	struct mfdx_inode *mi = MFDX_I(inode);
 	int err;
 
 	err = setattr_prepare(idmap, dentry, attr);
@@ -420,22 +470,19 @@ struct file *memfd_exclusive_file_create(const char *name, unsigned int flags)
 	struct mfdx_inode *mi;
 	struct inode *inode;
 	struct file *file;
-	int err;
 
+	/* Calls mfdx_alloc_inode(); every later iput() may evict it. */
 	inode = anon_inode_make_secure_inode(mfdx_mnt->mnt_sb,
 					     "[memfd_exclusive]", NULL);
 	if (IS_ERR(inode))
 		return ERR_CAST(inode);
 
-	mi = kzalloc(sizeof(*mi), GFP_KERNEL_ACCOUNT);
-	if (!mi) {
-		err = -ENOMEM;
-		goto err_iput;
-	}
+	mi = MFDX_I(inode);
 	mi->user = get_uid(current_user());
 	if (!(flags & MFD_EXCLUSIVE_ALLOW_SEALING))
 		mi->seals = F_SEAL_SEAL;
-	inode->i_private = mi;
+	/* Counted from here; mfdx_evict_inode() uncounts, even on error. */
+	atomic_inc(&mfdx_nr_regions);
 
 	inode->i_op = &mfdx_iops;
 	inode->i_mapping->a_ops = &mfdx_aops;
@@ -447,21 +494,11 @@ struct file *memfd_exclusive_file_create(const char *name, unsigned int flags)
 
 	file = alloc_file_pseudo(inode, mfdx_mnt, name, O_RDWR, &mfdx_fops);
 	if (IS_ERR(file)) {
-		err = PTR_ERR(file);
-		goto err_free;
+		iput(inode);
+		return file;
 	}
 	file->f_flags |= O_LARGEFILE;
-
-	atomic_inc(&mfdx_nr_regions);
 	return file;
-
-err_free:
-	free_uid(mi->user);
-	kfree(mi);
-	inode->i_private = NULL;
-err_iput:
-	iput(inode);
-	return ERR_PTR(err);
 }
 EXPORT_SYMBOL_IF_KUNIT(memfd_exclusive_file_create);
 
@@ -545,6 +582,60 @@ static const struct dentry_operations mfdx_dops = {
 	.d_dname	= mfdx_dname,
 };
 
+static struct inode *mfdx_alloc_inode(struct super_block *sb)
+{
+	struct mfdx_inode *mi;
+
+	mi = alloc_inode_sb(sb, mfdx_inode_cachep, GFP_KERNEL);
+	if (!mi)
+		return NULL;
+	mi->user = NULL;
+	atomic_long_set(&mi->nr_accounted, 0);
+	mi->seals = 0;
+	return &mi->vfs_inode;
+}
+
+/*
+ * The last reference to the inode is gone: no file, no O_PATH file, no
+ * mapping can reach the pages any more. They go back to the page allocator
+ * (which zeroes them while they are still out of the direct map), then the
+ * charges and counts they held.
+ */
+static void mfdx_evict_inode(struct inode *inode)
+{
+	struct mfdx_inode *mi = MFDX_I(inode);
+
+	truncate_inode_pages_final(&inode->i_data);
+	clear_inode(inode);
+	/* NULL only when mfdx_alloc_inode()'s caller failed before create. */
+	if (mi->user) {
+		mfdx_unaccount(mi, atomic_long_read(&mi->nr_accounted));
+		free_uid(mi->user);
+		mi->user = NULL;
+		atomic_dec(&mfdx_nr_regions);
+	}
+}
+
+static void mfdx_free_inode(struct inode *inode)
+{
+	kmem_cache_free(mfdx_inode_cachep, MFDX_I(inode));
+}
+
+static const struct super_operations mfdx_sops = {
+	.alloc_inode	= mfdx_alloc_inode,
+	.free_inode	= mfdx_free_inode,
+	.evict_inode	= mfdx_evict_inode,
+	.drop_inode	= generic_delete_inode,
+	.statfs		= simple_statfs,
+};
+
+static void mfdx_inode_init_once(void *data)
+{
+	struct mfdx_inode *mi = data;
+
+	inode_init_once(&mi->vfs_inode);
+}
+
 static int mfdx_init_fs_context(struct fs_context *fc)
 {
 	struct pseudo_fs_context *ctx;
@@ -553,6 +644,7 @@ static int mfdx_init_fs_context(struct fs_context *fc)
 	if (!ctx)
 		return -ENOMEM;
 	ctx->dops = &mfdx_dops;
+	ctx->ops = &mfdx_sops;
 	return 0;
 }
 
@@ -623,9 +715,17 @@ static int __init memfd_exclusive_init(void)
 	if (err)
 		return err;
 
+	mfdx_inode_cachep = kmem_cache_create("memfd_exclusive_inode_cache",
+					      sizeof(struct mfdx_inode), 0,
+					      SLAB_ACCOUNT, mfdx_inode_init_once);
+	if (!mfdx_inode_cachep)
+		return -ENOMEM;
+
 	mnt = kern_mount(&mfdx_fs);
-	if (IS_ERR(mnt))
+	if (IS_ERR(mnt)) {
+		kmem_cache_destroy(mfdx_inode_cachep);
 		return PTR_ERR(mnt);
+	}
 	/* Never executable, whatever the mmap() flags. */
 	mnt->mnt_flags |= MNT_NOEXEC;
 
@@ -633,6 +733,7 @@ static int __init memfd_exclusive_init(void)
 	err = mfdx_sysfs_init();
 	if (err) {
 		kern_unmount(mnt);
+		kmem_cache_destroy(mfdx_inode_cachep);
 		return err;
 	}
 

@@ -183,6 +183,48 @@ static void mfdx_test_counters(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, atomic_long_read(&user->locked_vm), locked);
 }
 
+/*
+ * The inode outlives its last file (an O_PATH open of /proc/PID/fd/N holds
+ * it that way): its pages, RLIMIT_MEMLOCK charge and region count stay until
+ * the last inode reference goes.
+ */
+static void mfdx_test_inode_outlives_file(struct kunit *test)
+{
+	unsigned long regions = memfd_exclusive_nr_regions();
+	unsigned long pages = memfd_exclusive_pages_in_use();
+	struct user_struct *user = current_user();
+	long locked = atomic_long_read(&user->locked_vm);
+	struct folio *folio;
+	struct inode *inode;
+	struct file *file;
+
+	file = memfd_exclusive_file_create(TEST_NAME, 0);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(file));
+	inode = file_inode(file);
+	if (vfs_truncate(&file->f_path, 2 * PAGE_SIZE)) {
+		__fput_sync(file);
+		KUNIT_FAIL(test, "ftruncate failed");
+		return;
+	}
+	folio = memfd_exclusive_get_folio(file, 1);
+	KUNIT_EXPECT_FALSE(test, IS_ERR(folio));
+	if (!IS_ERR(folio))
+		folio_put(folio);
+
+	ihold(inode);
+	__fput_sync(file);
+	KUNIT_EXPECT_EQ(test, memfd_exclusive_nr_regions(), regions + 1);
+	KUNIT_EXPECT_EQ(test, memfd_exclusive_pages_in_use(), pages + 1);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&user->locked_vm), locked + 1);
+	KUNIT_EXPECT_EQ(test, inode->i_mapping->nrpages, 1UL);
+	KUNIT_EXPECT_TRUE(test, memfd_exclusive_active());
+
+	iput(inode);
+	KUNIT_EXPECT_EQ(test, memfd_exclusive_nr_regions(), regions);
+	KUNIT_EXPECT_EQ(test, memfd_exclusive_pages_in_use(), pages);
+	KUNIT_EXPECT_EQ(test, atomic_long_read(&user->locked_vm), locked);
+}
+
 static void mfdx_test_seal_default(struct kunit *test)
 {
 	struct file *file = mfdx_test_file(test, 0, PAGE_SIZE);
@@ -288,6 +330,7 @@ static struct kunit_case memfd_exclusive_test_cases[] = {
 	KUNIT_CASE(mfdx_test_beyond_eof),
 	KUNIT_CASE(mfdx_test_shrink),
 	KUNIT_CASE(mfdx_test_counters),
+	KUNIT_CASE(mfdx_test_inode_outlives_file),
 	KUNIT_CASE(mfdx_test_seal_default),
 	KUNIT_CASE(mfdx_test_seal_size),
 	KUNIT_CASE(mfdx_test_seal_write),
