@@ -22,7 +22,7 @@ pool=/sys/kernel/mm/memfd_exclusive
 guest() {
 	local seconds=$1 i
 	# The KUnit suites (run at boot) and the kselftest, under KASAN and lockdep too.
-	"$repo/tests/vm/kernel-tests.sh" || return
+	"$repo/tests/vm/kernel-tests.sh" "$repo/build/kernel/memfd_exclusive_test" || return
 	"$bin" "$seconds" || return
 	# Idle: once it has recycled what was released, the pool keeps at most the
 	# high-water mark of free memory (waits up to 300 s: recycling is emulated).
