@@ -906,10 +906,14 @@ TEST_F_TIMEOUT(lt, opath_contents_unreadable, 120)
 
 /*
  * Race path-based truncate, chmod and utimes in a thread against close() of
- * the last real file in another, many times.
+ * the last real file in another, many times. The thread's first call shrinks
+ * the whole file (the longest ->setattr: it frees every page, then uncharges
+ * them) and is started just before the close(), with a varying head start.
  */
 struct racer {
 	char path[64];
+	bool ready;
+	bool go;
 	bool stop;
 	bool closed;
 	int errors;
@@ -921,6 +925,11 @@ static void *race_thread(void *arg)
 	struct racer *r = arg;
 	int n = 0;
 
+	__atomic_store_n(&r->ready, true, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&r->go, __ATOMIC_ACQUIRE))
+		;
+	if (truncate(r->path, 0))
+		r->errors++;
 	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE) ||
 	       r->after_close < 3) {
 		bool closed = __atomic_load_n(&r->closed, __ATOMIC_ACQUIRE);
@@ -937,25 +946,29 @@ static void *race_thread(void *arg)
 	return NULL;
 }
 
-TEST_F_TIMEOUT(lt, race_path_ops_with_close, 120)
+TEST_F_TIMEOUT(lt, race_path_ops_with_close, 300)
 {
-	const int rounds = 50, limit = 64;
+	const int rounds = 60, limit = 64, pages = 48;
+	unsigned long spin;
 	struct racer r;
 	pthread_t t;
-	int i, k, fd, o;
+	int i, fd, o;
 	char *p, c = 1;
 
 	ASSERT_TRUE(become_hostile(limit));
 	for (i = 0; i < rounds; i++) {
 		memset(&r, 0, sizeof(r));
-		fd = make_faulted(_metadata, "race", 0, 4, &p);
-		munmap(p, 4 * page_size);
+		fd = make_faulted(_metadata, "race", 0, pages, &p);
+		munmap(p, pages * page_size);
 		o = opath_pin(fd);
 		ASSERT_LE(0, o);
 		fd_path(o, r.path, sizeof(r.path));
 		ASSERT_EQ(0, pthread_create(&t, NULL, race_thread, &r));
-		for (k = 0; k < i % 5; k++)
-			sched_yield();
+		while (!__atomic_load_n(&r.ready, __ATOMIC_ACQUIRE))
+			;
+		__atomic_store_n(&r.go, true, __ATOMIC_RELEASE);
+		for (spin = 0; spin < (i % 30) * 150UL; spin++)
+			__atomic_signal_fence(__ATOMIC_SEQ_CST);
 		close(fd);
 		__atomic_store_n(&r.closed, true, __ATOMIC_RELEASE);
 		__atomic_store_n(&r.stop, true, __ATOMIC_RELEASE);
