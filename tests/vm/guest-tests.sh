@@ -24,7 +24,7 @@ run() {
 }
 
 run smoke tests/vm/smoke.sh
-run kernel tests/vm/kernel-tests.sh "$repo/build/kernel/memfd_exclusive_test"
+run kernel tests/vm/kernel-tests.sh
 [ -d /sys/kernel/mm/memfd_exclusive ] || failed="$failed no-memfd_exclusive-marker"
 # unit, e2e (the vault seals its key here) and attack suites; TCG is slow: 3x timeouts.
 run libxmem env XMEM_TEST_BACKEND=exclusive \

@@ -3,26 +3,40 @@
 # chroots into the host root read-only; /tmp is tmpfs; debugfs is mounted at
 # /sys/kernel/debug).
 #
-# Usage: tests/vm/kernel-tests.sh SELFTEST_BINARY
-#   SELFTEST_BINARY  the kselftest built from
-#                    kernel/tree/tools/testing/selftests/mm/memfd_exclusive.c
-#                    (scripts/build-selftest builds it, by default to
-#                    build/kernel/memfd_exclusive_test)
+# Usage: tests/vm/kernel-tests.sh [SELFTEST_BINARY...]
+#   SELFTEST_BINARY  a kselftest built from
+#                    kernel/tree/tools/testing/selftests/mm/memfd_exclusive*.c
+#                    by scripts/build-selftest. Without arguments: every one,
+#                    build/kernel/<name>_test for each such source (a source
+#                    without its binary fails).
 #
 # Fails (exit 1) when:
 #   - /sys/kernel/mm/memfd_exclusive is missing (kernel without the patches);
 #   - the KUnit suite memfd_exclusive did not run (no debugfs results), or any
 #     of its results says "not ok" or was skipped;
-#   - the kselftest fails, skips any test, or reports no passes;
+#   - any kselftest binary is missing, fails, skips any test, or reports no
+#     passes (each binary is run, whatever the others did);
 #   - the kernel log gained a BUG, WARNING, Oops, lockdep or KASAN report.
 # Exit 0 when all of that passed; exit 2 on a usage error.
 set -u
 
-selftest=${1:-}
-if [ -z "$selftest" ] || [ ! -x "$selftest" ]; then
-	echo "usage: $0 SELFTEST_BINARY (executable)" >&2
-	exit 2
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+if [ $# = 0 ]; then
+	for src in "$repo"/kernel/tree/tools/testing/selftests/mm/memfd_exclusive*.c; do
+		[ -f "$src" ] || continue
+		name=$(basename "$src" .c)
+		set -- "$@" "$repo/build/kernel/${name}_test"
+	done
+	if [ $# = 0 ]; then
+		echo "kernel-tests: no kernel/tree/tools/testing/selftests/mm/memfd_exclusive*.c" >&2
+		exit 2
+	fi
 fi
+for selftest in "$@"; do
+	case $selftest in
+	-*) echo "usage: $0 [SELFTEST_BINARY...]" >&2; exit 2 ;;
+	esac
+done
 
 status=0
 fail() {
@@ -65,24 +79,36 @@ for results in $debugfs/kunit/memfd_exclusive*/results; do
 done
 [ $found = 1 ] || fail "KUnit suite memfd_exclusive absent (no $debugfs/kunit/memfd_exclusive*/results)"
 
-# (b) kselftest: must pass with no skips.
-echo "kernel-tests: running $selftest"
-out=$(mktemp /tmp/mfdx-selftest.XXXXXX)
-"$selftest" >"$out" 2>&1
-rc=$?
-cat "$out"
-totals=$(grep '^# Totals:' "$out" | tail -n 1)
-if [ $rc -ne 0 ]; then
-	fail "kselftest exited with $rc"
-fi
-case $totals in
-"# Totals: pass:"*" fail:0 xfail:0 xpass:0 skip:0 error:0") ;;
-*) fail "kselftest totals not all passing without skips: '${totals:-none}'" ;;
-esac
-case $totals in
-"# Totals: pass:0 "*) fail "kselftest passed no test" ;;
-esac
-rm -f "$out"
+# (b) kselftests: each must pass with no skips.
+run_selftest() {
+	selftest=$1
+	if [ ! -x "$selftest" ]; then
+		fail "kselftest $selftest missing (scripts/build-selftest builds it)"
+		return
+	fi
+	echo "kernel-tests: running $selftest"
+	out=$(mktemp /tmp/mfdx-selftest.XXXXXX)
+	"$selftest" >"$out" 2>&1
+	rc=$?
+	cat "$out"
+	totals=$(grep '^# Totals:' "$out" | tail -n 1)
+	name=$(basename "$selftest")
+	echo "kernel-tests: $name: exit $rc, ${totals:-no totals}"
+	if [ $rc -ne 0 ]; then
+		fail "$name exited with $rc"
+	fi
+	case $totals in
+	"# Totals: pass:"*" fail:0 xfail:0 xpass:0 skip:0 error:0") ;;
+	*) fail "$name totals not all passing without skips: '${totals:-none}'" ;;
+	esac
+	case $totals in
+	"# Totals: pass:0 "*) fail "$name passed no test" ;;
+	esac
+	rm -f "$out"
+}
+for selftest in "$@"; do
+	run_selftest "$selftest"
+done
 
 # (c) No kernel warnings on the way.
 bad_after=$(dmesg_bad | wc -l)
