@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The test of scripts/vm-run's oracle: a kernel report fails the run whatever the log volume.
 #
-# Usage: tests/vm/oracle.sh [--debug] [--kernel PATH]
+# Usage: tests/vm/oracle.sh [--debug] [--kernel PATH] [CASE...]
 #   (default) the test kernel; --debug the debug kernel; --kernel PATH that bzImage
 #             (a debug kernel when --debug is given too or its build tree's .config has
 #             CONFIG_KASAN=y: then the debug cases run)
+#   CASE...   run only these VM cases (default: all that apply to the kernel)
 #
 # 1. On the host: every report class vm-run claims to catch (BUG, KASAN, WARNING, Oops,
 #    lockdep, RCU stall, hung task, soft lockup, refcount_t, list corruption, panic) matches
@@ -21,6 +22,8 @@
 #             (panic_on_warn=1) the guest panics at the WARN and the command never ends.
 #    debug kernel only, each must fail with status 1, quote the report and a panic:
 #    kasan    LKDTM WRITE_AFTER_FREE: BUG: KASAN: slab-use-after-free (kasan.fault=panic)
+#    lockdep  LKDTM SPINLOCKUP once: lockdep's "lock held when returning to user space"
+#             (a lockdep report cannot panic: the console judge catches it)
 #    list     LKDTM CORRUPT_LIST_ADD: list_add corruption, kernel BUG (BUG_ON_DATA_CORRUPTION,
 #             oops=panic)
 #    hung     LKDTM HUNG_TASK with hung_task_timeout_secs=2: INFO: task blocked (hung_task_panic)
@@ -84,6 +87,12 @@ guest() {
 	warn) flood before && provoke WARNING && flood after ;;
 	kasan) provoke WRITE_AFTER_FREE ;;
 	list) provoke CORRUPT_LIST_ADD ;;
+	lockdep)
+		# The first SPINLOCKUP returns to user space holding a spinlock: lockdep reports
+		# it (pr_warn, no WARN(): nothing panics on it), then the flood.
+		provoke SPINLOCKUP
+		flood after
+		;;
 	hung)
 		echo 2 >/proc/sys/kernel/hung_task_timeout_secs
 		provoke HUNG_TASK
@@ -115,11 +124,13 @@ fi
 vm_args=()
 debug=0
 kernel=
+only=()
 while (($#)); do
 	case $1 in
 	--debug) vm_args+=(--debug); debug=1 ;;
 	--kernel) vm_args+=(--kernel "$2"); kernel=$2; shift ;;
 	-h | --help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+	control | warn | kasan | list | lockdep | hung | lockup | rcu) only+=("$1") ;;
 	*) echo "oracle: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 	shift
@@ -209,43 +220,69 @@ expect_report() {
 	done
 }
 
-vmcase control
-((rc == 0)) || fail "control: vm-run exited $rc: $(tail -n 3 "$logs/control.err")"
-has control.out '^oracle: control: command done' || fail "control: the command did not finish"
-has control.out '^cpus: 2 CPUs online' || fail "control: the guest does not see 2 CPUs"
-if has control.console 'flood line'; then fail "control: KERN_INFO flood lines reached the console"; fi
+want() { # want CASE: run it (all cases run when none was named)
+	((${#only[@]} == 0)) || [[ " ${only[*]} " == *" $1 "* ]]
+}
 
-vmcase warn
-expect_report warn 'WARNING: CPU: [0-9]+ PID: [0-9]+ at .*lkdtm_WARNING'
-has warn.out '^oracle: provoking WARNING' || fail "warn: LKDTM was not reached"
-if ((debug)); then
-	expect_report warn 'Kernel panic - not syncing: kernel: panic_on_warn set'
-	if has warn.out 'oracle: warn: command done'; then fail "warn: the guest did not panic at the WARN"; fi
-else
-	has warn.out '^oracle: warn: command done' || fail "warn: the command did not finish"
-	# The case the old dmesg-only oracle missed: the report is gone from the final dmesg.
-	has warn.dmesg 'oracle: after flood line' || fail "warn: no final dmesg came back"
-	if has warn.dmesg 'lkdtm_WARNING|WARNING:'; then
-		fail "warn: the flood did not push the WARNING out of the ring buffer: this case proves nothing"
+if want control; then
+	vmcase control
+	((rc == 0)) || fail "control: vm-run exited $rc: $(tail -n 3 "$logs/control.err")"
+	has control.out '^oracle: control: command done' || fail "control: the command did not finish"
+	has control.out '^cpus: 2 CPUs online' || fail "control: the guest does not see 2 CPUs"
+	if has control.console 'flood line'; then fail "control: KERN_INFO flood lines reached the console"; fi
+fi
+
+if want warn; then
+	vmcase warn
+	expect_report warn 'WARNING: CPU: [0-9]+ PID: [0-9]+ at .*lkdtm_WARNING'
+	has warn.out '^oracle: provoking WARNING' || fail "warn: LKDTM was not reached"
+	if ((debug)); then
+		expect_report warn 'Kernel panic - not syncing: kernel: panic_on_warn set'
+		if has warn.out 'oracle: warn: command done'; then fail "warn: the guest did not panic at the WARN"; fi
+	else
+		has warn.out '^oracle: warn: command done' || fail "warn: the command did not finish"
+		# The case the old dmesg-only oracle missed: the report is gone from the final dmesg.
+		has warn.dmesg 'oracle: after flood line' || fail "warn: no final dmesg came back"
+		if has warn.dmesg 'lkdtm_WARNING|WARNING:'; then
+			fail "warn: the flood did not push the WARNING out of the ring buffer: this case proves nothing"
+		fi
 	fi
 fi
 
 if ((debug)); then
-	vmcase kasan
-	expect_report kasan 'BUG: KASAN: slab-use-after-free in lkdtm_WRITE_AFTER_FREE' 'Kernel panic - not syncing'
-	vmcase list
-	expect_report list 'list_add corruption' 'kernel BUG at lib/list_debug.c' 'Kernel panic - not syncing'
-	vmcase hung
-	expect_report hung 'INFO: task .* blocked for more than' 'Kernel panic - not syncing: hung_task: blocked tasks'
-	vmcase lockup
-	expect_report lockup 'BUG: soft lockup - CPU#[0-9]+ stuck' 'Kernel panic - not syncing: softlockup: hung tasks'
-	vmcase rcu
-	expect_report rcu 'rcu: INFO: rcu_[a-z]+ (self-detected stall on CPU|detected stalls on CPUs)' \
-		'Kernel panic - not syncing: RCU Stall'
+	if want kasan; then
+		vmcase kasan
+		expect_report kasan 'BUG: KASAN: slab-use-after-free in lkdtm_WRITE_AFTER_FREE' \
+			'Kernel panic - not syncing: kasan.fault=panic set'
+	fi
+	if want list; then
+		vmcase list
+		expect_report list 'list_add corruption' 'kernel BUG at (\.\./src/)?lib/list_debug.c' \
+			'Kernel panic - not syncing: Fatal exception'
+	fi
+	if want lockdep; then
+		vmcase lockdep
+		expect_report lockdep 'WARNING: lock held when returning to user space'
+	fi
+	if want hung; then
+		vmcase hung
+		expect_report hung 'INFO: task .* blocked for more than' \
+			'Kernel panic - not syncing: hung_task: blocked tasks'
+	fi
+	if want lockup; then
+		vmcase lockup
+		expect_report lockup 'BUG: soft lockup - CPU#[0-9]+ stuck' \
+			'Kernel panic - not syncing: softlockup: hung tasks'
+	fi
+	if want rcu; then
+		vmcase rcu
+		expect_report rcu 'rcu: INFO: rcu_[a-z]+ (self-detected stall on CPU|detected stalls on CPUs)' \
+			'Kernel panic - not syncing: RCU Stall'
+	fi
 fi
 
 if ((${#failed[@]})); then
 	echo "oracle: FAILED: ${#failed[@]} check(s) (logs: $logs)"
 	exit 1
 fi
-echo "oracle: PASS ($([[ $debug == 1 ]] && echo debug || echo test) kernel)"
+echo "oracle: PASS ($([[ $debug == 1 ]] && echo debug || echo test) kernel${only[*]:+: ${only[*]}})"
