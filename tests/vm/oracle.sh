@@ -21,9 +21,12 @@
 #             overflowed): only the console judge can catch it. On the debug kernel
 #             (panic_on_warn=1) the guest panics at the WARN and the command never ends.
 #    debug kernel only, each must fail with status 1, quote the report and a panic:
-#    kasan    LKDTM WRITE_AFTER_FREE: BUG: KASAN: slab-use-after-free (kasan.fault=panic)
-#    lockdep  LKDTM SPINLOCKUP once: lockdep's "lock held when returning to user space"
-#             (a lockdep report cannot panic: the console judge catches it)
+#    kasan    LKDTM WRITE_AFTER_FREE: BUG: KASAN: slab-use-after-free (panic_on_warn panics
+#             first, kasan.fault=panic would otherwise)
+#    lockdep  LKDTM SPINLOCKUP once: lockdep's "WARNING: lock held when returning to user
+#             space" (a lockdep report cannot panic, a KERN_WARNING line the console shows
+#             at loglevel=5 only); the leaked preempt count then panics the guest
+#             ("scheduling while atomic", panic_on_warn)
 #    list     LKDTM CORRUPT_LIST_ADD: list_add corruption, kernel BUG (BUG_ON_DATA_CORRUPTION,
 #             oops=panic)
 #    hung     LKDTM HUNG_TASK with hung_task_timeout_secs=2: INFO: task blocked (hung_task_panic)
@@ -253,7 +256,7 @@ if ((debug)); then
 	if want kasan; then
 		vmcase kasan
 		expect_report kasan 'BUG: KASAN: slab-use-after-free in lkdtm_WRITE_AFTER_FREE' \
-			'Kernel panic - not syncing: kasan.fault=panic set'
+			'Kernel panic - not syncing: (KASAN: panic_on_warn|kasan.fault=panic) set'
 	fi
 	if want list; then
 		vmcase list
@@ -263,6 +266,8 @@ if ((debug)); then
 	if want lockdep; then
 		vmcase lockdep
 		expect_report lockdep 'WARNING: lock held when returning to user space'
+		has lockdep.console 'WARNING: lock held when returning' ||
+			fail "lockdep: the lockdep report did not reach the console"
 	fi
 	if want hung; then
 		vmcase hung
