@@ -47,3 +47,40 @@ now() {
 elapsed() {
 	awk -v s="$1" -v e="$(now)" 'BEGIN { printf "%.1f", e - s }'
 }
+
+# Kernel report lines (extended regular expressions, case-sensitive): a line of the guest's
+# console or dmesg that matches one fails a scripts/vm-run run. Grouped by report class.
+# shellcheck disable=SC2034 # used by scripts/vm-run and tests/vm/oracle.sh
+KERNEL_REPORT_RES=(
+	# BUG: covers KASAN, soft lockup, sleeping in atomic, bad page state, bad rss-counter,
+	# NULL pointer and page fault, scheduling while atomic, workqueue lockup; kernel BUG at
+	# is BUG()/VM_BUG_ON(); "BUG cache (Tainted...)" is a SLUB debug report.
+	'BUG:' 'kernel BUG at' 'BUG [^ ]+ \((Not tainted|Tainted)'
+	'KASAN:' 'UBSAN:' 'KFENCE:'
+	# WARN()/WARN_ON(), also VM_WARN_ON(), refcount_t and (without BUG_ON_DATA_CORRUPTION)
+	# list corruption
+	'WARNING:'
+	'Oops:' 'general protection fault' 'Unable to handle kernel' 'Kernel panic'
+	# lockdep (its headers start with WARNING: too, except these)
+	'possible recursive locking' 'inconsistent lock state' 'circular locking dependency'
+	'possible irq lock inversion' 'lock held when returning' 'bad unlock balance'
+	'held lock freed' 'suspicious RCU usage' 'DEBUG_LOCKS_WARN_ON'
+	# RCU CPU stalls
+	'detected stalls? on CPU' 'self-detected stall on CPU' 'rcu_[a-z_]+ kthread starved'
+	# hung tasks and lockups
+	'INFO: task .* blocked for more than' 'soft lockup' 'hard LOCKUP'
+	# refcount_t and list corruption (lib/refcount.c, lib/list_debug.c)
+	'refcount_t: ' 'list_[a-z_]+ corruption' 'list_add double add'
+	# any stack dump
+	'Call Trace:'
+)
+KERNEL_REPORT_RE=$(
+	IFS='|'
+	printf '%s' "${KERNEL_REPORT_RES[*]}"
+)
+
+# kernel_reports FILE: the kernel report lines of a console or dmesg log, carriage returns
+# removed. Status 0 when there is at least one, 1 when there is none.
+kernel_reports() {
+	tr -d '\r' <"$1" | grep -a -E "$KERNEL_REPORT_RE"
+}

@@ -38,6 +38,11 @@ if [ -d $r/sys/fs/cgroup ] && grep -q cgroup2 /proc/filesystems; then
 	mount -t cgroup2 cgroup2 $r/sys/fs/cgroup || fail "mount cgroup2"
 fi
 mkdir -p $r/dev/pts $r/dev/shm
+# What udev would add: bash's process substitution needs /dev/fd.
+ln -sf /proc/self/fd $r/dev/fd
+ln -sf /proc/self/fd/0 $r/dev/stdin
+ln -sf /proc/self/fd/1 $r/dev/stdout
+ln -sf /proc/self/fd/2 $r/dev/stderr
 if grep -q devpts /proc/filesystems; then
 	mount -t devpts -o newinstance,ptmxmode=0666 devpts $r/dev/pts || fail "mount devpts"
 fi

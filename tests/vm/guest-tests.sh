@@ -2,6 +2,7 @@
 # Runs inside the patched kernel (scripts/vm-run, host root read-only, the
 # repository's build/ read-write). Every step must pass; a missing feature
 # fails, it never skips: this kernel is built from our own config.
+#   0. tests/vm/cpus.sh: the guest sees all of its CPUs (nproc = XMEM_VM_CPUS)
 #   1. tests/vm/smoke.sh: the kernel has what the tests need
 #   2. tests/vm/kernel-tests.sh: KUnit results and the kselftest
 #   3. libxmem's meson suites again, on the memfd_exclusive backend
@@ -23,6 +24,7 @@ run() {
 	fi
 }
 
+run cpus tests/vm/cpus.sh
 run smoke tests/vm/smoke.sh
 run kernel tests/vm/kernel-tests.sh
 [ -d /sys/kernel/mm/memfd_exclusive ] || failed="$failed no-memfd_exclusive-marker"

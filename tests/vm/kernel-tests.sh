@@ -11,6 +11,7 @@
 #                    without its binary fails).
 #
 # Fails (exit 1) when:
+#   - the guest sees fewer or more CPUs than scripts/vm-run gave it (tests/vm/cpus.sh);
 #   - /sys/kernel/mm/memfd_exclusive is missing (kernel without the patches);
 #   - the KUnit suite memfd_exclusive did not run (no debugfs results), or any
 #     of its results says "not ok" or was skipped;
@@ -48,6 +49,9 @@ dmesg_bad() {
 	dmesg 2>/dev/null | grep -E 'BUG:|WARNING:|Oops|general protection|possible recursive locking|circular locking|KASAN:|UBSAN:|kernel BUG' || true
 }
 bad_before=$(dmesg_bad | wc -l)
+
+# Both vCPUs, or no race of the tests runs in parallel.
+"$(dirname "$0")/cpus.sh" || fail "the guest does not see its ${XMEM_VM_CPUS:-2} CPUs"
 
 # The marker the library checks before issuing the system call.
 if [ -d /sys/kernel/mm/memfd_exclusive ]; then

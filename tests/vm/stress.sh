@@ -21,6 +21,8 @@ pool=/sys/kernel/mm/memfd_exclusive
 
 guest() {
 	local seconds=$1 i
+	# The races need both vCPUs (tests/vm/kernel-tests.sh checks it again).
+	"$repo/tests/vm/cpus.sh" || return
 	# The KUnit suites (run at boot) and the kselftest, under KASAN and lockdep too.
 	"$repo/tests/vm/kernel-tests.sh" "$repo/build/kernel/memfd_exclusive_test" || return
 	"$bin" "$seconds" || return
