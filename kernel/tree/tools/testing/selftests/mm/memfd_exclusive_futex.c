@@ -570,6 +570,66 @@ TEST_F_TIMEOUT(futex, pthread_mutex_condvar_ping_pong, 300)
 	ASSERT_LT(0, pp->waits[1]);
 }
 
+/*
+ * A robust process-shared mutex whose owner dies while the test sleeps on it:
+ * the exiting peer's robust list walk marks the lock FUTEX_OWNER_DIED and
+ * wakes the waiter with a shared key made in the dying process.
+ */
+static int peer_die_holding(int sock)
+{
+	pthread_mutex_t *mutex;
+	double deadline;
+	char *map;
+	int fd;
+
+	map = peer_map(sock, &fd, FILE_PAGES);
+	if (map == MAP_FAILED)
+		return 1;
+	mutex = (pthread_mutex_t *)map;
+	if (pthread_mutex_lock(mutex))
+		return 2;
+	if (send_val(sock, 1))
+		return 3;
+	/* The test sets FUTEX_WAITERS in the lock word before it sleeps. */
+	deadline = now_s() + WAIT_S;
+	while (!(__atomic_load_n((unsigned int *)&mutex->__data.__lock,
+				 __ATOMIC_ACQUIRE) & FUTEX_WAITERS)) {
+		if (now_s() > deadline)
+			return 4;
+		usleep(1000);
+	}
+	/* Exits holding the lock. */
+	return 0;
+}
+
+TEST_F_TIMEOUT(futex, robust_mutex_owner_dies, 120)
+{
+	struct pair *p = &self->p;
+	struct timespec deadline;
+	pthread_mutexattr_t ma;
+	pthread_mutex_t *mutex;
+	uint64_t peer_addr, v;
+
+	fork_peer(_metadata, p, peer_die_holding);
+	create_and_map(_metadata, p);
+	mutex = (pthread_mutex_t *)p->map;
+	ASSERT_EQ(0, pthread_mutexattr_init(&ma));
+	ASSERT_EQ(0, pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED));
+	ASSERT_EQ(0, pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST));
+	ASSERT_EQ(0, pthread_mutex_init(mutex, &ma));
+	ASSERT_EQ(0, send_fd(p->sock[0], p->fd));
+	ASSERT_EQ(0, recv_val(p->sock[0], &peer_addr));
+	ASSERT_NE((uintptr_t)p->map, peer_addr);
+	ASSERT_EQ(0, recv_val(p->sock[0], &v));
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += WAIT_S;
+	ASSERT_EQ(EOWNERDEAD, pthread_mutex_timedlock(mutex, &deadline));
+	ASSERT_EQ(0, pthread_mutex_consistent(mutex));
+	ASSERT_EQ(0, pthread_mutex_unlock(mutex));
+	end_peer(_metadata, p);
+}
+
 /* Waits on word 0 until woken; the word must then still read 0. */
 static int peer_wait_once(int sock)
 {
