@@ -12,12 +12,13 @@
  * address than the test's. Each wait has a timeout, so a lost wake-up fails
  * a test instead of hanging it.
  *
- * Every test runs on both backends. Tests skip when the backend is absent:
- * memfd_exclusive(2) when /sys/kernel/mm/memfd_exclusive does not exist,
- * memfd_secret(2) when it fails with ENOSYS.
+ * The tests of fixture futex run on both backends, futex_resize (the file
+ * changes size) on memfd_exclusive only. Tests skip when the backend is
+ * absent: memfd_exclusive(2) when /sys/kernel/mm/memfd_exclusive does not
+ * exist, memfd_secret(2) when it fails with ENOSYS.
  *
- * Builds inside the kernel tree (make -C tools/testing/selftests TARGETS=mm)
- * or on its own:
+ * Not in tools/testing/selftests/mm/Makefile yet; builds on its own
+ * (scripts/build-selftest --source <this file>):
  *   gcc -O2 -Wall -pthread -I tools/testing/selftests -I <xmem>/include \
  *       <this file>
  */
