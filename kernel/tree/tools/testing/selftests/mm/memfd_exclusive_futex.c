@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -867,6 +868,90 @@ TEST_F_TIMEOUT(futex_resize, wake_after_truncate, 120)
 							       strerror(errno));
 	ASSERT_EQ(0, *word_at(p->map, 4));
 	end_peer(_metadata, p);
+}
+
+/*
+ * Races: one thread keeps unmapping and remapping (or shrinking and growing)
+ * what another keeps calling FUTEX_WAKE on. Each wake must find either the
+ * file (0, nobody waits) or nothing (EFAULT), never anything else; the debug
+ * kernel's KASAN and lockdep watch the VMA and inode on the way.
+ */
+#define RACE_WAKES	20000
+
+struct race {
+	struct pair *p;
+	char *addr;		/* where the mapping comes and goes */
+	bool truncate;		/* resize the file instead */
+	bool stop;		/* set by the waking thread when done */
+	unsigned long cycles;
+	int err;
+};
+
+static void *race_mapper(void *arg)
+{
+	struct race *r = arg;
+	size_t len = FILE_PAGES * page_size;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
+		if (r->truncate) {
+			if (ftruncate(r->p->fd, page_size) ||
+			    ftruncate(r->p->fd, len)) {
+				r->err = errno;
+				break;
+			}
+		} else {
+			if (munmap(r->addr, len) ||
+			    mmap(r->addr, len, PROT_READ | PROT_WRITE,
+				 MAP_SHARED | MAP_FIXED, r->p->fd, 0) != r->addr) {
+				r->err = errno;
+				break;
+			}
+		}
+		r->cycles++;
+	}
+	return NULL;
+}
+
+static void race_wakes(struct __test_metadata *_metadata, struct pair *p,
+		       bool truncate)
+{
+	struct race r = { .p = p, .addr = p->map, .truncate = truncate };
+	unsigned long zero = 0, efault = 0, i;
+	pthread_t thread;
+	int ret;
+
+	ASSERT_EQ(0, pthread_create(&thread, NULL, race_mapper, &r));
+	for (i = 0; i < RACE_WAKES; i++) {
+		ret = futex_wake(word_at(p->map, 0), 1);
+		if (ret == 0)
+			zero++;
+		else if (ret == -1 && errno == EFAULT)
+			efault++;
+		else
+			break;
+		if (!(i % 64))
+			sched_yield();
+	}
+	__atomic_store_n(&r.stop, true, __ATOMIC_RELAXED);
+	ASSERT_EQ(0, pthread_join(thread, NULL));
+	TH_LOG("%lu wakes: %lu found the file, %lu EFAULT; %lu %s cycles",
+	       i, zero, efault, r.cycles, truncate ? "truncate" : "munmap");
+	ASSERT_EQ(0, r.err) TH_LOG("mapper: %s", strerror(r.err));
+	ASSERT_EQ(RACE_WAKES, i) TH_LOG("FUTEX_WAKE returned %d: %s", ret,
+					strerror(errno));
+	ASSERT_LT(0, zero);
+}
+
+TEST_F_TIMEOUT(futex, wake_races_munmap, 300)
+{
+	create_and_map(_metadata, &self->p);
+	race_wakes(_metadata, &self->p, false);
+}
+
+TEST_F_TIMEOUT(futex_resize, wake_races_truncate, 300)
+{
+	create_and_map(_metadata, &self->p);
+	race_wakes(_metadata, &self->p, true);
 }
 
 static void __attribute__((constructor)) init_page_size(void)
