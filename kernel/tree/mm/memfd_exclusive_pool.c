@@ -147,18 +147,26 @@ static void unmapped_zero(struct page *page, size_t start, size_t end)
  * unmapped_clear_pages - zero @nr freed pages of an unmapped pageblock
  *
  * Called by free_pages_prepare() for pages on their way to the unmapped
- * free lists, in any context. Also starts the trimming work when the zone
- * will hold a pageblock more than the high-water mark.
+ * free lists, in any context.
  */
 void unmapped_clear_pages(struct page *page, unsigned int nr)
 {
-	struct zone *zone = page_zone(page);
 	unsigned int i;
 
 	for (i = 0; i < nr; i++)
 		unmapped_zero(nth_page(page, i), 0, PAGE_SIZE);
+}
 
-	if ((READ_ONCE(zone->nr_free_unmapped) + nr) << PAGE_SHIFT >=
+/*
+ * unmapped_page_freed - a freed unmapped page of @zone is on the free lists
+ *
+ * Called by the free path after the zone lock is dropped, in any context.
+ * Starts the trimming work when the zone holds at least a pageblock more
+ * than the high-water mark.
+ */
+void unmapped_page_freed(struct zone *zone)
+{
+	if (READ_ONCE(zone->nr_free_unmapped) << PAGE_SHIFT >=
 	    READ_ONCE(unmapped_high_water) + (pageblock_nr_pages << PAGE_SHIFT))
 		schedule_delayed_work(&unmapped_trim_work, 1);
 }
@@ -193,15 +201,16 @@ static void unmapped_flush_kernel(struct page *page, unsigned long nr)
  * unmapped_grow - add one pageblock of node @nid to the unmapped lists
  * @hard: reclaim and compact as hard as may fail, not just lightly
  *
- * Returns 0 or -ENOMEM; on failure the direct map is as it was.
+ * Returns an order-0 page taken from the unmapped lists right after, or
+ * NULL; on failure the direct map is as it was.
  */
-static int unmapped_grow(int nid, gfp_t gfp, bool hard)
+static struct page *unmapped_grow(int nid, gfp_t gfp, bool hard)
 {
 	struct page *page;
 	int err;
 
 	if (mfdx_pool_test_fail_grow)
-		return -ENOMEM;
+		return NULL;
 
 	/* Zeroed here, while the pageblock is still in the direct map. */
 	gfp &= ~(__GFP_HIGHMEM | __GFP_MOVABLE | __GFP_COMP | __GFP_ACCOUNT);
@@ -209,21 +218,20 @@ static int unmapped_grow(int nid, gfp_t gfp, bool hard)
 	       (hard ? __GFP_RETRY_MAYFAIL : __GFP_NORETRY);
 	page = alloc_pages_node(nid, gfp, pageblock_order);
 	if (!page)
-		return -ENOMEM;
+		return NULL;
 
 	err = unmapped_set_direct_map(page, pageblock_nr_pages, false);
 	if (err) {
 		/* Entries already changed become present again. */
 		unmapped_set_direct_map(page, pageblock_nr_pages, true);
 		__free_pages(page, pageblock_order);
-		return err;
+		return NULL;
 	}
 	unmapped_flush_kernel(page, pageblock_nr_pages);
 
 	atomic_long_inc(&unmapped_nr_blocks);
 	atomic_long_inc(&unmapped_stat_block_allocs);
-	free_unmapped_pageblock(page);
-	return 0;
+	return add_unmapped_pageblock(page, gfp);
 }
 
 /* An order-0 page from the unmapped lists of node @nid, or NULL. */
@@ -262,21 +270,21 @@ static struct page *unmapped_take(int nid, gfp_t gfp)
  */
 struct folio *alloc_unmapped_folio(gfp_t gfp)
 {
-	int nid = numa_mem_id(), n, i;
+	int nid = numa_mem_id(), n;
 	struct page *page;
 
 	might_alloc(gfp);
 	if (WARN_ON_ONCE(!unmapped_ready))
 		return ERR_PTR(-ENOMEM);
 
-	for (i = 0; i < 4; i++) {
-		page = unmapped_take(nid, gfp);
-		if (page)
-			return page_folio(page);
-		if (unmapped_grow(nid, gfp, false) &&
-		    unmapped_grow(nid, gfp, true))
-			break;
-	}
+	page = unmapped_take(nid, gfp);
+	if (!page)
+		page = unmapped_grow(nid, gfp, false);
+	if (!page)
+		page = unmapped_grow(nid, gfp, true);
+	if (page)
+		return page_folio(page);
+
 	for_each_node_state(n, N_MEMORY) {
 		page = unmapped_take(n, gfp);
 		if (page)
