@@ -74,10 +74,10 @@ def main():
             f"{'yes' if pool['blocks_after_pressure'] == 0 else 'no'} |")
         lines += [
             "",
-            f"Pool during the memfd_exclusive run: {pool['block_allocs']} blocks allocated, "
-            f"{pool['tlb_flushes']} pool TLB flushes, {pool['fallback_pages']} fallback pages, "
-            f"{pool['blocks_faulted']} blocks held with all pages faulted; after release the pool "
-            f"recycled and trimmed itself in {pool.get('settle_seconds', -1)} s (emulated time).",
+            f"Pool during the memfd_exclusive run: {pool['block_allocs']} pageblocks allocated, "
+            f"{pool['tlb_flushes']} pool TLB flushes, "
+            f"{pool['blocks_faulted']} pageblocks held with all pages faulted; after release the "
+            f"pool trimmed itself in {pool.get('settle_seconds', -1)} s (emulated time).",
         ]
     md = "\n".join(lines) + "\n"
     (outdir / "directmap.md").write_text(md)

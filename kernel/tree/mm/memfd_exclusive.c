@@ -92,9 +92,14 @@ static inline struct mfdx_inode *MFDX_I(struct inode *inode)
 	return container_of(inode, struct mfdx_inode, vfs_inode);
 }
 
+/*
+ * Hibernation is refused while any page is out of the direct map, in use by
+ * a file or free in the unmapped pool: the image would not hold it, and
+ * resume would write it through the direct map.
+ */
 bool memfd_exclusive_active(void)
 {
-	return atomic_read(&mfdx_nr_regions) != 0;
+	return mfdx_pool_pages_out() != 0 || atomic_read(&mfdx_nr_regions) != 0;
 }
 
 VISIBLE_IF_KUNIT unsigned long memfd_exclusive_pages_in_use(void)
@@ -120,10 +125,12 @@ EXPORT_SYMBOL_IF_KUNIT(memfd_exclusive_nr_regions);
  * mfdx_alloc_folio - get a zeroed order-0 folio that is not in the direct map
  * @gfp: allocation flags
  *
- * The page comes from the direct-map pool (mm/memfd_exclusive_pool.c): a
- * 2 MiB block removed from the direct map as a whole, or a single page when
- * no block can be had. Returns the folio with one reference, or an ERR_PTR
- * of mfdx_pool_alloc(). The kernel TLB holds no entry for the page.
+ * The page comes from the unmapped free lists of the page allocator
+ * (mm/memfd_exclusive_pool.c): pageblocks of 2 MiB removed from the direct
+ * map as a whole. Returns the folio with one reference, or an ERR_PTR of
+ * mfdx_pool_alloc(). The kernel TLB holds no entry for the page. The last
+ * folio_put() frees it through the page allocator, which zeroes it and keeps
+ * it out of the direct map.
  */
 static struct folio *mfdx_alloc_folio(gfp_t gfp)
 {
@@ -136,16 +143,16 @@ static struct folio *mfdx_alloc_folio(gfp_t gfp)
 }
 
 /*
- * mfdx_release_folio - give a folio of mfdx_alloc_folio() back to the pool
+ * mfdx_release_folio - a folio of mfdx_alloc_folio() leaves its file
  * @folio: the folio, no longer mapped to userspace nor in the page cache
  *
- * The pool zeroes the page and keeps it out of the direct map until its
- * block is wholly free and given back. The caller still owns its
- * reference(s) and drops them afterwards.
+ * Only counts: the folio goes back to the unmapped lists when its last
+ * reference is dropped, through the page allocator's own free path. Does not
+ * touch the reference count, which may be frozen (->free_folio called from
+ * __remove_mapping()).
  */
 static void mfdx_release_folio(struct folio *folio)
 {
-	mfdx_pool_release(folio);
 	atomic_long_dec(&mfdx_nr_pages);
 }
 
@@ -153,8 +160,8 @@ static void mfdx_release_folio(struct folio *folio)
  * mfdx_zero_tail - zero a folio from @from to its end
  *
  * Used when the file shrinks to a size that is not a multiple of PAGE_SIZE.
- * The pool zeroes through a temporary mapping of its own: the page stays out
- * of the direct map.
+ * Zeroes through a per-CPU temporary mapping: the page stays out of the
+ * direct map.
  */
 static void mfdx_zero_tail(struct folio *folio, size_t from)
 {

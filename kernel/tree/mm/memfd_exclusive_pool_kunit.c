@@ -1,73 +1,94 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * KUnit tests of the memfd_exclusive direct-map pool
- * (mm/memfd_exclusive_pool.c).
+ * KUnit tests of unmapped memory, the MIGRATE_UNMAPPED free lists of the
+ * page allocator that memfd_exclusive takes its pages from
+ * (mm/memfd_exclusive_pool.c, mm/page_alloc.c).
  *
- * The suite runs at boot, before userspace, so the pool has no other users;
- * each test sets the high-water mark it needs and puts the old one back.
+ * The suite runs at boot, before userspace, so nothing else allocates
+ * unmapped pages meanwhile; each test sets the high-water mark it needs and
+ * puts the old one back.
  */
 
 #include <kunit/test.h>
 #include <linux/delay.h>
 #include <linux/file.h>
 #include <linux/fs.h>
+#include <linux/gfp.h>
 #include <linux/memfd_exclusive.h>
 #include <linux/mm.h>
+#include <linux/mmzone.h>
 #include <linux/pagemap.h>
 #include <linux/set_memory.h>
 #include <linux/shrinker.h>
 #include <linux/swap.h>
 #include <linux/vmalloc.h>
 
+#include "internal.h"
 #include "memfd_exclusive_pool.h"
 
 MODULE_IMPORT_NS(EXPORTED_FOR_KUNIT_TESTING);
 
-#define POOL_BLOCK_PAGES	BIT(PMD_ORDER)
-
-struct pool_walk_result {
-	unsigned long present;		/* pool pages found in the direct map */
-	unsigned long state[3];		/* pages per enum mfdx_pool_page_state */
+/* Counted over the unmapped free lists of every zone, under the zone lock. */
+struct pool_lists {
+	unsigned long free;	/* pages on the lists */
+	unsigned long counted;	/* sum of zone->nr_free_unmapped */
+	unsigned long present;	/* free pages found in the direct map */
+	unsigned long wrong_type; /* free pages not in an unmapped pageblock */
 };
 
-static void pool_walk_check(struct page *page, enum mfdx_pool_page_state state,
-			    void *data)
+static void pool_walk_lists(struct pool_lists *r)
 {
-	struct pool_walk_result *r = data;
-
-	if (kernel_page_present(page))
-		r->present++;
-	r->state[state]++;
-}
-
-/* Walks the pool: no page it owns may be in the direct map. */
-static void pool_expect_consistent(struct kunit *test,
-				   struct pool_walk_result *r)
-{
-	unsigned long nr;
+	unsigned long flags, i;
+	unsigned int order;
+	struct zone *zone;
+	struct page *page;
 
 	memset(r, 0, sizeof(*r));
-	nr = mfdx_pool_walk(pool_walk_check, r);
-	KUNIT_EXPECT_EQ(test, nr, mfdx_pool_nr_blocks() * POOL_BLOCK_PAGES);
-	KUNIT_EXPECT_EQ(test, r->present, 0UL);
-	KUNIT_EXPECT_EQ(test, r->state[MFDX_POOL_FREE], mfdx_pool_free_pages());
-}
+	for_each_populated_zone(zone) {
+		spin_lock_irqsave(&zone->lock, flags);
+		r->counted += zone->nr_free_unmapped;
+		for (order = 0; order < NR_PAGE_ORDERS; order++) {
+			list_for_each_entry(page,
+					    &zone->free_area[order].free_list[MIGRATE_UNMAPPED],
+					    buddy_list) {
+				r->free += 1UL << order;
+				for (i = 0; i < (1UL << order); i++) {
+					struct page *p = nth_page(page, i);
 
-/* Recycles every released page: drains LRU batches until none is busy. */
-static void pool_recycle(struct kunit *test)
-{
-	int tries;
-
-	for (tries = 0; tries < 10; tries++) {
-		lru_add_drain_all();
-		if (!mfdx_pool_recycle_all())
-			return;
-		msleep(20);
+					if (kernel_page_present(p))
+						r->present++;
+					if (!mfdx_pool_owns_page(p))
+						r->wrong_type++;
+				}
+			}
+		}
+		spin_unlock_irqrestore(&zone->lock, flags);
 	}
-	KUNIT_FAIL(test, "released pages still referenced");
 }
 
-/* Gives every wholly free block back, as memory pressure would. */
+/* The lists, their counters and the direct map agree. */
+static void pool_expect_consistent(struct kunit *test)
+{
+	struct pool_lists r;
+
+	pool_walk_lists(&r);
+	KUNIT_EXPECT_EQ(test, r.free, r.counted);
+	KUNIT_EXPECT_EQ(test, r.free, mfdx_pool_free_pages());
+	KUNIT_EXPECT_EQ(test, r.present, 0UL);
+	KUNIT_EXPECT_EQ(test, r.wrong_type, 0UL);
+	KUNIT_EXPECT_LE(test, r.free, mfdx_pool_nr_blocks() * pageblock_nr_pages);
+	KUNIT_EXPECT_EQ(test, mfdx_pool_pages_out(),
+			mfdx_pool_nr_blocks() * pageblock_nr_pages);
+}
+
+/* Pages of unmapped pageblocks that are not free: in use by someone. */
+static unsigned long pool_in_use(void)
+{
+	return mfdx_pool_nr_blocks() * pageblock_nr_pages -
+	       mfdx_pool_free_pages();
+}
+
+/* Gives every free unmapped pageblock back, as memory pressure would. */
 static unsigned long pool_shrink_all(void)
 {
 	struct shrink_control sc = { .gfp_mask = GFP_KERNEL };
@@ -99,13 +120,27 @@ static bool pool_range_present(struct page *first, unsigned long nr)
 
 static struct page *pool_block_of(struct page *page)
 {
-	return pfn_to_page(ALIGN_DOWN(page_to_pfn(page), POOL_BLOCK_PAGES));
+	return pfn_to_page(ALIGN_DOWN(page_to_pfn(page), pageblock_nr_pages));
 }
 
-static void pool_put(struct folio *folio)
+/*
+ * Writes @val over a page that is not in the direct map (val >= 0), then
+ * returns the OR of all its words.
+ */
+static unsigned long pool_poke(struct page *page, int val)
 {
-	mfdx_pool_release(folio);
-	folio_put(folio);
+	unsigned long *p, word = 0;
+	unsigned int i;
+
+	p = vmap(&page, 1, VM_MAP, PAGE_KERNEL);
+	if (!p)
+		return ~0UL;
+	if (val >= 0)
+		memset(p, val, PAGE_SIZE);
+	for (i = 0; i < PAGE_SIZE / sizeof(*p); i++)
+		word |= p[i];
+	vunmap(p);
+	return word;
 }
 
 static int pool_test_init(struct kunit *test)
@@ -123,15 +158,14 @@ static int pool_test_init(struct kunit *test)
 
 static void pool_test_exit(struct kunit *test)
 {
-	mfdx_pool_test_force_fallback = false;
-	mfdx_pool_test_fail_refill = false;
+	mfdx_pool_test_fail_grow = false;
 	mfdx_pool_set_high_water(*(unsigned long *)test->priv);
 }
 
-/* Pages from the pool are absent from the direct map; the 2 MiB entry stays. */
+/* Pages are absent from the direct map; the 2 MiB entry stays whole. */
 static void pool_test_unmapped(struct kunit *test)
 {
-	struct pool_walk_result r;
+	unsigned long in_use = pool_in_use();
 	struct folio *folio[8];
 	int i;
 
@@ -142,76 +176,81 @@ static void pool_test_unmapped(struct kunit *test)
 		KUNIT_EXPECT_FALSE(test, kernel_page_present(&folio[i]->page));
 		KUNIT_EXPECT_EQ(test, folio_ref_count(folio[i]), 1);
 		KUNIT_EXPECT_FALSE(test, folio_test_large(folio[i]));
+		KUNIT_EXPECT_EQ(test, pool_poke(&folio[i]->page, -1), 0UL);
 	}
-	pool_expect_consistent(test, &r);
-	KUNIT_EXPECT_GE(test, r.state[MFDX_POOL_IN_USE], ARRAY_SIZE(folio));
+	KUNIT_EXPECT_EQ(test, pool_in_use(), in_use + ARRAY_SIZE(folio));
+	pool_expect_consistent(test);
 
 #ifdef CONFIG_X86
 	if (!debug_pagealloc_enabled()) {
+		unsigned long addr = (unsigned long)folio_address(folio[0]);
 		unsigned int level;
 
 		/* Changed in place, not split into 4 KiB PTEs. */
-		unsigned long addr = (unsigned long)folio_address(folio[0]);
-
 		KUNIT_EXPECT_NOT_NULL(test, lookup_address(addr, &level));
 		KUNIT_EXPECT_EQ(test, level, (unsigned int)PG_LEVEL_2M);
 	}
 #endif
 	for (i = 0; i < ARRAY_SIZE(folio); i++)
-		pool_put(folio[i]);
-	pool_recycle(test);
-	pool_expect_consistent(test, &r);
-	KUNIT_EXPECT_EQ(test, r.state[MFDX_POOL_IN_USE], 0UL);
+		folio_put(folio[i]);
+	KUNIT_EXPECT_EQ(test, pool_in_use(), in_use);
+	pool_expect_consistent(test);
 }
 
-/* Writes @val over a page that is not in the direct map, reads it back. */
-static unsigned long pool_poke(struct folio *folio, int val)
-{
-	struct page *page = &folio->page;
-	unsigned long *p, word;
-
-	p = vmap(&page, 1, VM_MAP, PAGE_KERNEL);
-	if (!p)
-		return ~0UL;
-	if (val >= 0)
-		memset(p, val, PAGE_SIZE);
-	word = p[PAGE_SIZE / sizeof(*p) - 1] | p[0];
-	vunmap(p);
-	return word;
-}
-
-/* A freed page is zeroed before it is handed out again. */
+/*
+ * A page freed by folio_put() comes back through the page allocator zeroed,
+ * and still out of the direct map; the segment helper zeroes only its range.
+ */
 static void pool_test_zeroed(struct kunit *test)
 {
 	struct folio *folio, *again;
+	unsigned char *p;
+	struct page *page;
+	int i;
 
 	pool_shrink_all();
-	KUNIT_ASSERT_EQ(test, mfdx_pool_nr_blocks(), 0UL);
+	KUNIT_ASSERT_EQ(test, mfdx_pool_free_pages(), 0UL);
 
-	/* One block: the lowest free page is handed out first. */
 	folio = mfdx_pool_alloc(GFP_KERNEL);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
-	KUNIT_EXPECT_EQ(test, pool_poke(folio, -1), 0UL);
-	KUNIT_EXPECT_NE(test, pool_poke(folio, 0xa5), 0UL);
-	pool_put(folio);
-	pool_recycle(test);
+	page = &folio->page;
+	KUNIT_EXPECT_EQ(test, pool_poke(page, -1), 0UL);
+	KUNIT_EXPECT_NE(test, pool_poke(page, 0xa5), 0UL);
 
+	mfdx_pool_zero_segment(folio, 100, 200);
+	p = vmap(&page, 1, VM_MAP, PAGE_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, p);
+	for (i = 0; i < PAGE_SIZE; i++)
+		if (p[i] != ((i >= 100 && i < 200) ? 0 : 0xa5))
+			break;
+	vunmap(p);
+	KUNIT_EXPECT_EQ(test, i, (int)PAGE_SIZE);
+	KUNIT_EXPECT_FALSE(test, kernel_page_present(page));
+
+	folio_put(folio);
+	/* Free now, on the unmapped lists: already zero. */
+	KUNIT_EXPECT_EQ(test, page_count(page), 0);
+	KUNIT_EXPECT_FALSE(test, kernel_page_present(page));
+	KUNIT_EXPECT_EQ(test, pool_poke(page, -1), 0UL);
+	pool_expect_consistent(test);
+
+	/* The block is wholly free again: its lowest page comes first. */
 	again = mfdx_pool_alloc(GFP_KERNEL);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(again));
 	KUNIT_EXPECT_PTR_EQ(test, again, folio);
 	KUNIT_EXPECT_FALSE(test, kernel_page_present(&again->page));
-	KUNIT_EXPECT_EQ(test, pool_poke(again, -1), 0UL);
-	pool_put(again);
-	pool_recycle(test);
+	KUNIT_EXPECT_EQ(test, pool_poke(&again->page, -1), 0UL);
+	folio_put(again);
 }
 
-/* Wholly free blocks go back to the direct map and the page allocator. */
+/*
+ * A whole free pageblock goes back to the direct map and to MIGRATE_MOVABLE
+ * under the shrinker; one with a page in use does not.
+ */
 static void pool_test_shrinker(struct kunit *test)
 {
 	struct folio *folio;
 	struct page *block;
-	unsigned long blocks;
-	struct pool_walk_result r;
 
 	folio = mfdx_pool_alloc(GFP_KERNEL);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
@@ -219,27 +258,31 @@ static void pool_test_shrinker(struct kunit *test)
 	KUNIT_ASSERT_TRUE(test, mfdx_pool_owns_page(block));
 	KUNIT_EXPECT_FALSE(test, pool_range_present(block, 1));
 
-	/* In use: the shrinker may not take the block. */
+	/* In use: the shrinker may not take the pageblock. */
 	pool_shrink_all();
 	KUNIT_EXPECT_TRUE(test, mfdx_pool_owns_page(block));
 	KUNIT_EXPECT_FALSE(test, kernel_page_present(&folio->page));
+	KUNIT_EXPECT_EQ(test, mfdx_pool_nr_blocks(), 1UL);
+	KUNIT_EXPECT_EQ(test, mfdx_pool_free_pages(), pageblock_nr_pages - 1);
+	pool_expect_consistent(test);
 
-	pool_put(folio);
-	pool_recycle(test);
-	blocks = mfdx_pool_nr_blocks();
-	KUNIT_ASSERT_GE(test, blocks, 1UL);
-	KUNIT_EXPECT_GE(test, pool_shrink_all(), POOL_BLOCK_PAGES);
+	folio_put(folio);
+	KUNIT_EXPECT_EQ(test, mfdx_pool_free_pages(), pageblock_nr_pages);
+	KUNIT_EXPECT_EQ(test, pool_shrink_all(), pageblock_nr_pages);
 	KUNIT_EXPECT_EQ(test, mfdx_pool_nr_blocks(), 0UL);
 	KUNIT_EXPECT_EQ(test, mfdx_pool_free_pages(), 0UL);
+	KUNIT_EXPECT_EQ(test, mfdx_pool_pages_out(), 0UL);
 	KUNIT_EXPECT_FALSE(test, mfdx_pool_owns_page(block));
-	/* DEBUG_PAGEALLOC unmaps free pages of the page allocator itself. */
+	KUNIT_EXPECT_EQ(test, (int)get_pageblock_migratetype(block),
+			MIGRATE_MOVABLE);
+	/* DEBUG_PAGEALLOC unmaps pages that others allocate and free again. */
 	if (!debug_pagealloc_enabled())
 		KUNIT_EXPECT_TRUE(test, pool_range_present(block,
-							   POOL_BLOCK_PAGES));
-	pool_expect_consistent(test, &r);
+							   pageblock_nr_pages));
+	pool_expect_consistent(test);
 }
 
-/* Above the high-water mark, wholly free blocks go back on their own. */
+/* Above the high-water mark, free pageblocks go back on their own. */
 static void pool_test_high_water(struct kunit *test)
 {
 	struct folio *folio;
@@ -250,85 +293,204 @@ static void pool_test_high_water(struct kunit *test)
 	folio = mfdx_pool_alloc(GFP_KERNEL);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
 	block = pool_block_of(&folio->page);
-	pool_put(folio);
 	KUNIT_EXPECT_EQ(test, mfdx_pool_nr_blocks(), 1UL);
-	/* The work item recycles the page, then trims to the mark. */
 	mfdx_pool_set_high_water(0);
+	/* The work item runs once the free path sees the mark exceeded. */
+	folio_put(folio);
 	for (i = 0; i < 100 && mfdx_pool_nr_blocks(); i++)
 		msleep(20);
 	KUNIT_EXPECT_EQ(test, mfdx_pool_nr_blocks(), 0UL);
 	KUNIT_EXPECT_FALSE(test, mfdx_pool_owns_page(block));
+	KUNIT_EXPECT_EQ(test, mfdx_pool_free_pages(), 0UL);
 }
 
-/* No 2 MiB block to be had: a single page, counted, restored on release. */
-static void pool_test_fallback(struct kunit *test)
+/*
+ * Alloc/free cycles over more than one pageblock, freed in another order
+ * than allocated: no page is lost, the counters match the lists, and at
+ * the end every pageblock is wholly free again.
+ */
+static void pool_test_cycles(struct kunit *test)
 {
-	unsigned long before = mfdx_pool_fallback_pages();
-	struct pool_walk_result r;
-	struct folio *folio;
-	struct page *page;
+	const unsigned int nr = pageblock_nr_pages + pageblock_nr_pages / 2;
+	struct shrink_control sc = { .nid = numa_mem_id() };
+	unsigned long allocs_before;
+	struct folio **folio;
+	unsigned int i, cycle;
 
 	pool_shrink_all();
-	mfdx_pool_test_force_fallback = true;
-	folio = mfdx_pool_alloc(GFP_KERNEL);
-	KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
-	page = &folio->page;
-	KUNIT_EXPECT_FALSE(test, mfdx_pool_owns_page(page));
-	KUNIT_EXPECT_FALSE(test, kernel_page_present(page));
-	KUNIT_EXPECT_EQ(test, mfdx_pool_fallback_pages(), before + 1);
-	KUNIT_EXPECT_EQ(test, mfdx_pool_nr_blocks(), 0UL);
+	KUNIT_ASSERT_EQ(test, pool_in_use(), 0UL);
+	folio = kunit_kcalloc(test, nr, sizeof(*folio), GFP_KERNEL);
+	KUNIT_ASSERT_NOT_NULL(test, folio);
 
-	folio_get(folio);
-	pool_put(folio);
-	KUNIT_EXPECT_TRUE(test, kernel_page_present(page));
-	KUNIT_EXPECT_EQ(test, *(unsigned long *)folio_address(folio), 0UL);
-	folio_put(folio);
-	pool_expect_consistent(test, &r);
+	for (cycle = 0; cycle < 3; cycle++) {
+		allocs_before = mfdx_pool_nr_blocks();
+		for (i = 0; i < nr; i++) {
+			folio[i] = mfdx_pool_alloc(GFP_KERNEL);
+			KUNIT_ASSERT_FALSE(test, IS_ERR(folio[i]));
+		}
+		KUNIT_EXPECT_EQ(test, pool_in_use(), (unsigned long)nr);
+		KUNIT_EXPECT_EQ(test, mfdx_pool_nr_blocks(), 2UL);
+		if (cycle)
+			/* The pageblocks of the last cycle were reused. */
+			KUNIT_EXPECT_EQ(test, mfdx_pool_nr_blocks(),
+					allocs_before);
+		pool_expect_consistent(test);
+		/* Odd ones first, then even ones, from the end. */
+		for (i = 1; i < nr; i += 2)
+			folio_put(folio[i]);
+		pool_expect_consistent(test);
+		for (i = nr; i > 0; i--)
+			if (!((i - 1) & 1))
+				folio_put(folio[i - 1]);
+		KUNIT_EXPECT_EQ(test, pool_in_use(), 0UL);
+		KUNIT_EXPECT_EQ(test, mfdx_pool_shrink_count(NULL, &sc),
+				2 * pageblock_nr_pages);
+		pool_expect_consistent(test);
+	}
+	KUNIT_EXPECT_EQ(test, pool_shrink_all(), 2 * pageblock_nr_pages);
+	KUNIT_EXPECT_EQ(test, mfdx_pool_nr_blocks(), 0UL);
 }
 
-/* A failed refill leaves the direct map whole and falls back. */
-static void pool_test_refill_failure(struct kunit *test)
+/*
+ * Nobody else takes an unmapped pageblock: alloc_contig_range() (and so
+ * memory offlining, which isolates the same way) fails on a wholly free one.
+ */
+static void pool_test_contig_refused(struct kunit *test)
 {
-	unsigned long before = mfdx_pool_fallback_pages();
-	unsigned long allocs;
-	struct pool_walk_result r;
+	unsigned long pfn, free;
+	struct folio *folio;
+	struct page *block;
+	int err;
+
+	pool_shrink_all();
+	folio = mfdx_pool_alloc(GFP_KERNEL);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
+	block = pool_block_of(&folio->page);
+	folio_put(folio);
+	free = mfdx_pool_free_pages();
+	KUNIT_ASSERT_EQ(test, free, pageblock_nr_pages);
+
+	pfn = page_to_pfn(block);
+	err = alloc_contig_range(pfn, pfn + pageblock_nr_pages, MIGRATE_MOVABLE,
+				 GFP_KERNEL | __GFP_NOWARN);
+	KUNIT_EXPECT_EQ(test, err, -EBUSY);
+	if (!err)
+		free_contig_range(pfn, pageblock_nr_pages);
+	KUNIT_EXPECT_TRUE(test, mfdx_pool_owns_page(block));
+	KUNIT_EXPECT_EQ(test, mfdx_pool_free_pages(), free);
+	pool_expect_consistent(test);
+	KUNIT_EXPECT_EQ(test, pool_shrink_all(), pageblock_nr_pages);
+}
+
+/* No pageblock to be had: the allocation fails, nothing is left behind. */
+static void pool_test_grow_failure(struct kunit *test)
+{
 	struct folio *folio;
 
 	pool_shrink_all();
 	KUNIT_ASSERT_EQ(test, mfdx_pool_nr_blocks(), 0UL);
-	mfdx_pool_test_fail_refill = true;
+	mfdx_pool_test_fail_grow = true;
 	folio = mfdx_pool_alloc(GFP_KERNEL);
-	mfdx_pool_test_fail_refill = false;
-	KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
-	KUNIT_EXPECT_FALSE(test, mfdx_pool_owns_page(&folio->page));
-	KUNIT_EXPECT_EQ(test, mfdx_pool_fallback_pages(), before + 1);
+	mfdx_pool_test_fail_grow = false;
+	KUNIT_EXPECT_TRUE(test, IS_ERR(folio));
+	if (!IS_ERR(folio))
+		folio_put(folio);
 	KUNIT_EXPECT_EQ(test, mfdx_pool_nr_blocks(), 0UL);
-	pool_expect_consistent(test, &r);
+	pool_expect_consistent(test);
 
-	/* The next refill works, and the block is whole-block unmapped. */
-	allocs = mfdx_pool_nr_blocks();
-	pool_put(folio);
 	folio = mfdx_pool_alloc(GFP_KERNEL);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
 	KUNIT_EXPECT_TRUE(test, mfdx_pool_owns_page(&folio->page));
-	KUNIT_EXPECT_EQ(test, mfdx_pool_nr_blocks(), allocs + 1);
-	pool_expect_consistent(test, &r);
-	pool_put(folio);
-	pool_recycle(test);
+	KUNIT_EXPECT_EQ(test, mfdx_pool_nr_blocks(), 1UL);
+	folio_put(folio);
 }
 
 /*
- * Through the file: fault 16 pages into a half-used block, truncate half of
- * them away, walk; close the file, walk again.
+ * ->free_folio with the refcount frozen: remove_mapping() takes a clean,
+ * locked page of a file out of its page cache the way reclaim and
+ * memory_failure do (__remove_mapping(): refcount frozen to 0, page cache
+ * entry removed, ->free_folio called, then unfrozen to our one reference).
+ * The page must then be freed by our folio_put() through the allocator:
+ * zeroed, back on the unmapped lists, counted.
  */
-static void pool_test_truncate_walk(struct kunit *test)
+static void pool_test_frozen_free_folio(struct kunit *test)
 {
-	struct pool_walk_result r;
+	unsigned long in_use, pages;
 	struct folio *folio;
 	struct file *file;
-	unsigned long used;
+	struct page *page;
+	long removed;
+
+	pool_shrink_all();
+	file = memfd_exclusive_file_create("memfd_exclusive:pool", 0);
+	KUNIT_ASSERT_FALSE(test, IS_ERR(file));
+	if (vfs_truncate(&file->f_path, PAGE_SIZE)) {
+		__fput_sync(file);
+		KUNIT_FAIL(test, "ftruncate failed");
+		return;
+	}
+	folio = memfd_exclusive_get_folio(file, 0);
+	if (IS_ERR(folio)) {
+		__fput_sync(file);
+		KUNIT_FAIL(test, "fault: %ld", PTR_ERR(folio));
+		return;
+	}
+	page = &folio->page;
+	KUNIT_EXPECT_NE(test, pool_poke(page, 0x5a), 0UL);
+	in_use = pool_in_use();
+	pages = memfd_exclusive_pages_in_use();
+
+	/* The LRU batch of the fault must not hold a reference. */
+	lru_add_drain_all();
+	folio_lock(folio);
+	folio_clear_dirty(folio);
+	removed = remove_mapping(file->f_mapping, folio);
+	folio_unlock(folio);
+	KUNIT_EXPECT_EQ(test, removed, 1L);
+	if (removed != 1) {
+		folio_put(folio);
+		__fput_sync(file);
+		return;
+	}
+	KUNIT_EXPECT_EQ(test, folio_ref_count(folio), 1);
+	KUNIT_EXPECT_NULL(test, folio->mapping);
+	/* ->free_folio ran with the refcount frozen and only counted. */
+	KUNIT_EXPECT_EQ(test, memfd_exclusive_pages_in_use(), pages - 1);
+	KUNIT_EXPECT_EQ(test, pool_in_use(), in_use);
+
+	folio_put(folio);
+	KUNIT_EXPECT_EQ(test, pool_in_use(), in_use - 1);
+	KUNIT_EXPECT_EQ(test, page_count(page), 0);
+	KUNIT_EXPECT_FALSE(test, kernel_page_present(page));
+	KUNIT_EXPECT_EQ(test, pool_poke(page, -1), 0UL);
+	pool_expect_consistent(test);
+
+	/* The file faults a new, zeroed page at the same index. */
+	folio = memfd_exclusive_get_folio(file, 0);
+	KUNIT_EXPECT_FALSE(test, IS_ERR(folio));
+	if (!IS_ERR(folio)) {
+		KUNIT_EXPECT_EQ(test, pool_poke(&folio->page, -1), 0UL);
+		folio_put(folio);
+	}
+	__fput_sync(file);
+	KUNIT_EXPECT_EQ(test, memfd_exclusive_pages_in_use(), pages - 1);
+}
+
+/*
+ * Through a file: fault 16 pages, truncate half of them away, close it:
+ * every page comes back, and the count that refuses hibernation is the
+ * number of pages out of the direct map.
+ */
+static void pool_test_file(struct kunit *test)
+{
+	unsigned long in_use;
+	struct folio *folio;
+	struct file *file;
 	int i;
 
+	pool_shrink_all();
+	KUNIT_ASSERT_EQ(test, mfdx_pool_pages_out(), 0UL);
+	in_use = pool_in_use();
 	file = memfd_exclusive_file_create("memfd_exclusive:pool", 0);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(file));
 	if (vfs_truncate(&file->f_path, 16 * PAGE_SIZE)) {
@@ -345,20 +507,25 @@ static void pool_test_truncate_walk(struct kunit *test)
 		KUNIT_EXPECT_FALSE(test, kernel_page_present(&folio->page));
 		folio_put(folio);
 	}
-	pool_expect_consistent(test, &r);
-	used = r.state[MFDX_POOL_IN_USE];
-	KUNIT_EXPECT_GE(test, used, 16UL);
+	KUNIT_EXPECT_EQ(test, pool_in_use(), in_use + 16);
+	KUNIT_EXPECT_EQ(test, mfdx_pool_pages_out(), pageblock_nr_pages);
+	KUNIT_EXPECT_TRUE(test, memfd_exclusive_active());
+	pool_expect_consistent(test);
 
 	KUNIT_EXPECT_EQ(test, vfs_truncate(&file->f_path, 8 * PAGE_SIZE), 0);
-	pool_recycle(test);
-	pool_expect_consistent(test, &r);
-	KUNIT_EXPECT_EQ(test, r.state[MFDX_POOL_IN_USE], used - 8);
-	KUNIT_EXPECT_EQ(test, r.state[MFDX_POOL_RETURNING], 0UL);
+	/* Per-CPU LRU batches may hold the last references for a while. */
+	lru_add_drain_all();
+	KUNIT_EXPECT_EQ(test, pool_in_use(), in_use + 8);
+	pool_expect_consistent(test);
 
 	__fput_sync(file);
-	pool_recycle(test);
-	pool_expect_consistent(test, &r);
-	KUNIT_EXPECT_EQ(test, r.state[MFDX_POOL_IN_USE], used - 16);
+	lru_add_drain_all();
+	KUNIT_EXPECT_EQ(test, pool_in_use(), in_use);
+	pool_expect_consistent(test);
+	/* Free pages still out of the direct map: still no hibernation. */
+	KUNIT_EXPECT_TRUE(test, memfd_exclusive_active());
+	pool_shrink_all();
+	KUNIT_EXPECT_EQ(test, mfdx_pool_pages_out(), 0UL);
 }
 
 static struct kunit_case memfd_exclusive_pool_cases[] = {
@@ -366,9 +533,11 @@ static struct kunit_case memfd_exclusive_pool_cases[] = {
 	KUNIT_CASE(pool_test_zeroed),
 	KUNIT_CASE(pool_test_shrinker),
 	KUNIT_CASE(pool_test_high_water),
-	KUNIT_CASE(pool_test_fallback),
-	KUNIT_CASE(pool_test_refill_failure),
-	KUNIT_CASE(pool_test_truncate_walk),
+	KUNIT_CASE(pool_test_cycles),
+	KUNIT_CASE(pool_test_contig_refused),
+	KUNIT_CASE(pool_test_grow_failure),
+	KUNIT_CASE(pool_test_frozen_free_folio),
+	KUNIT_CASE(pool_test_file),
 	{}
 };
 
@@ -381,5 +550,5 @@ static struct kunit_suite memfd_exclusive_pool_suite = {
 
 kunit_test_suite(memfd_exclusive_pool_suite);
 
-MODULE_DESCRIPTION("KUnit tests of the memfd_exclusive direct-map pool");
+MODULE_DESCRIPTION("KUnit tests of unmapped memory (MIGRATE_UNMAPPED)");
 MODULE_LICENSE("GPL");
