@@ -12,7 +12,8 @@
  * from the run's seed (printed at start) and its index, so that
  * "sysfuzz --seed S --workers W" replays the same choices (results can differ
  * where workers race or the kernel's state does); --trace prints every call
- * before it is made. Workers run as an unprivileged user (setresuid, nobody
+ * before it is made (to a pipe: RLIMIT_FSIZE, see FILE_MAX, also bounds a
+ * file that stderr is redirected to). Workers run as an unprivileged user (setresuid, nobody
  * by default) when started as root, except worker 0 inside the test VM, which
  * stays root and adds the privileged calls (soft offline, drop_caches,
  * compaction). The run is bounded by --seconds and by --ops per worker.
@@ -35,6 +36,17 @@
  *
  * Usage: sysfuzz [--seconds N] [--seed S] [--workers N] [--ops N] [--trace]
  *                [--uid UID] [--backends exclusive,secret,create]
+ *                [--nr-exclusive NR] [--mem-budget MB]
+ *   --nr-exclusive: the syscall number of memfd_exclusive(2) (default: the
+ *   uapi header's, or whichever of 600 and 500 the kernel answers).
+ *
+ * Safety: no call it makes reaches another process (no kill, tgkill,
+ * ptrace, setpriority, reboot, ...; process_vm_writev, kcmp and pidfd_getfd
+ * only on itself); the workers run as --uid with RLIMIT_NPROC, at most
+ * MAX_CHILDREN fork children each and no grandchildren, and die with main
+ * (PR_SET_PDEATHSIG); main kills only a pid that fork() returned (> 0).
+ * Memory: see FILE_MAX; and main stops the run (FAIL) when MemAvailable
+ * falls by more than --mem-budget MB (default 512) or below a tenth.
  * Exit: 0 pass, 1 fail, 2 usage, 77 no memfd_exclusive(2) and no --backends.
  */
 #define _GNU_SOURCE
@@ -46,6 +58,7 @@
 #include <sched.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
@@ -64,6 +77,19 @@
 #define MAX_PAGES	64
 #define MAX_CHILDREN	2
 #define NR_ERRNO	134
+/*
+ * Memory bounds of a worker: no file past FILE_MAX (RLIMIT_FSIZE, and the
+ * lengths of fallocate() and of copies clamped, since a fallocate() with
+ * FALLOC_FL_KEEP_SIZE past EOF is not held by RLIMIT_FSIZE), NOFILE_MAX
+ * fds (in-flight SCM_RIGHTS fds count too), AS_MAX of address space. A
+ * worker then holds at most some (2 * NOFILE_MAX + NR_MAPS) * FILE_MAX of
+ * file pages, and in practice a few MiB. (A first version without these
+ * filled a 24 GiB host with shmem pages in seconds through fallocate() and
+ * copy_file_range(), and the OOM killer took other people's processes.)
+ */
+#define FILE_MAX	(2UL << 20)
+#define NOFILE_MAX	128
+#define AS_MAX		(1UL << 30)
 
 #ifndef __NR_pidfd_open
 #define __NR_pidfd_open 434
@@ -142,6 +168,7 @@ struct worker {
 	struct ring ring;
 	int sock[2];		/* SCM_RIGHTS to ourselves */
 	int children;
+	int is_child;		/* a fork child of the worker: no more forks */
 	unsigned char buf[4 * 4096];
 };
 
@@ -151,6 +178,9 @@ static long page_size;
 static long max_ops = -1;
 static int trace;
 static int in_vm;
+static int nr_workers;
+static int cur_index;	/* of the worker, for --trace */
+static pid_t main_pid;
 static unsigned int backends = 7;	/* bit per enum vt_backend */
 
 #define R(w, n)	vt_rnd(&(w)->seed, (n))
@@ -161,6 +191,14 @@ static long rec(enum call c, long ret)
 {
 	int e = errno;
 
+	if (trace) {
+		char line[80];
+		int n = snprintf(line, sizeof(line), "sysfuzz[%d]:  = %ld %s\n",
+				 cur_index, ret, ret < 0 ? strerrorname_np(e) ?: "?" : "");
+
+		if (write(2, line, n) < 0)
+			errno = e;
+	}
 	atomic_fetch_add(&st->calls[c], 1);
 	if (ret >= 0)
 		atomic_fetch_add(&st->ok[c], 1);
@@ -379,7 +417,7 @@ static void do_memfd(struct worker *w)
 		flags = R(w, 8) ? R(w, 4) : (unsigned int)vt_next(&w->seed);
 		tr(w, "memfd_exclusive(%p, %#x)", name, flags);
 		add_fd(w, rec(C_memfd_exclusive,
-			      syscall(__NR_memfd_exclusive, name, flags |
+			      syscall(vt_nr_exclusive, name, flags |
 				      MFD_EXCLUSIVE_CLOEXEC)), K_EXCL);
 		break;
 	case VT_SECRET:
@@ -513,6 +551,8 @@ static void do_madvise(struct worker *w)
 		adv = R(w, 200);
 		if (adv == MADV_HWPOISON)
 			adv = -1;
+		if (adv == MADV_SOFT_OFFLINE && w->root)
+			len = page_size;
 		break;
 	default:
 		adv = R(w, MADV_COLLAPSE + 1);
@@ -542,6 +582,14 @@ static void do_fallocate(struct worker *w)
 	};
 	int fd = any_fd(w), mode = modes[R(w, 6)];
 	off_t off = any_off(w), len = any_len(w);
+
+	/* What allocates stays inside FILE_MAX (see FILE_MAX). */
+	if (!(mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_COLLAPSE_RANGE)) &&
+	    off >= 0 && (off >= (off_t)FILE_MAX ||
+			 len > (off_t)FILE_MAX - off)) {
+		off = R(w, FILE_MAX / page_size) * page_size;
+		len = 1 + R(w, FILE_MAX - off);
+	}
 
 	tr(w, "fallocate(%d, %#x, %lld, %lld)", fd, mode, (long long)off,
 	   (long long)len);
@@ -637,7 +685,8 @@ static void do_splice(struct worker *w)
 	int fd = any_fd(w), flags = SPLICE_F_NONBLOCK |
 				   (R(w, 2) ? SPLICE_F_GIFT : 0);
 	loff_t off = any_off(w), off2 = any_off(w);
-	size_t len = any_len(w);
+	/* Copies of up to FILE_MAX (see FILE_MAX). */
+	size_t len = any_len(w) % (FILE_MAX + 1);
 	struct iovec iov;
 	void *buf;
 
@@ -906,6 +955,9 @@ static void do_fork(struct worker *w)
 	pid_t pid;
 	int i;
 
+	/* No fork storm: MAX_CHILDREN live children, and no grandchildren. */
+	if (w->is_child)
+		return;
 	reap(w, 0);
 	if (w->children >= MAX_CHILDREN)
 		return;
@@ -913,7 +965,9 @@ static void do_fork(struct worker *w)
 	pid = rec(C_fork, fork());
 	if (pid == 0) {
 		/* The child: a few calls on what it inherited, then exit. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		w->children = 0;
+		w->is_child = 1;
 		w->seed ^= 0x5555;
 		alarm(5);
 		for (i = 0; i < 16; i++)
@@ -946,7 +1000,8 @@ static void do_dup(struct worker *w)
 	kind = f->kind;
 	tr(w, "dup(%d)", f->fd);
 	fd = rec(C_dup, R(w, 2) ? fcntl(f->fd, F_DUPFD_CLOEXEC, 3) :
-			 dup3(f->fd, 100 + R(w, 200), O_CLOEXEC));
+			 dup3(f->fd, 64 + R(w, NOFILE_MAX - 64),
+				       O_CLOEXEC));
 	if (fd >= 0) {
 		/* dup3 may have replaced a pool fd: drop that entry. */
 		for (int i = 0; i < NR_FDS; i++)
@@ -1187,6 +1242,8 @@ static void do_fileinfo(struct worker *w)
 		break;
 	case 3:
 		tr(w, "ioctl(%d)", fd);
+		/* FIONBIO with 1: every fd stays non-blocking (a read never parks). */
+		arg = 1;
 		rec(C_ioctl, ioctl(fd, (const unsigned long[]){ FIONREAD,
 			FIONBIO, FIOCLEX, 0x80086601 /* FS_IOC_GETFLAGS */ }
 			[R(w, 4)], &arg));
@@ -1388,22 +1445,54 @@ static void fuzz_one(struct worker *w)
 static int worker_main(struct worker *w, uid_t uid)
 {
 	struct rlimit memlock = { 64 << 20, 64 << 20 };
+	/* Each worker and MAX_CHILDREN children, all of the same uid. */
+	rlim_t nproc_max = (rlim_t)nr_workers * (MAX_CHILDREN + 1) + 4;
+	struct rlimit nproc = { nproc_max, nproc_max };
+	struct rlimit fsize = { FILE_MAX, FILE_MAX };
+	struct rlimit nofile = { NOFILE_MAX, NOFILE_MAX };
+	struct rlimit as = { AS_MAX, AS_MAX };
 	long n;
 	int i;
 
+	/*
+	 * Only the fds made here are fuzzed: none inherited (the kernel log,
+	 * whatever the harness left open) is ever written, closed or dup'ed
+	 * over by a random fd number.
+	 */
+	if (syscall(SYS_close_range, 3, ~0U, 0)) {
+		for (i = 3; i < 4096; i++)
+			close(i);
+	}
 	for (i = 0; i < NR_FDS; i++)
 		w->fds[i].kind = K_NONE;
 	w->ring.fd = -1;
+	if (setrlimit(RLIMIT_FSIZE, &fsize) || setrlimit(RLIMIT_NOFILE, &nofile) ||
+	    setrlimit(RLIMIT_AS, &as)) {
+		fprintf(stderr, "sysfuzz: setrlimit: %s\n", strerror(errno));
+		return 1;
+	}
 	if (geteuid() == 0) {
 		setrlimit(RLIMIT_MEMLOCK, &memlock);
-		if (!w->root && (setgroups(0, NULL) ||
+		if (!w->root && (setrlimit(RLIMIT_NPROC, &nproc) ||
+				 setgroups(0, NULL) ||
 				 setresgid(uid, uid, uid) ||
 				 setresuid(uid, uid, uid))) {
 			fprintf(stderr, "sysfuzz: setresuid(%d): %s\n", uid,
 				strerror(errno));
 			return 1;
 		}
+	} else {
+		setrlimit(RLIMIT_NPROC, &nproc);
 	}
+	if (!w->root && (geteuid() == 0 || getuid() == 0)) {
+		fprintf(stderr, "sysfuzz: worker %d still root\n", w->index);
+		return 1;
+	}
+	cur_index = w->index;
+	/* Set after setresuid(), which clears it: gone should main die. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != main_pid)
+		return 1;
 	if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
 		       w->sock)) {
 		fprintf(stderr, "sysfuzz: socketpair: %s\n", strerror(errno));
@@ -1437,11 +1526,15 @@ int main(int argc, char **argv)
 		{ "trace", no_argument, NULL, 'v' },
 		{ "uid", required_argument, NULL, 'u' },
 		{ "backends", required_argument, NULL, 'b' },
+		{ "nr-exclusive", required_argument, NULL, 'N' },
+		{ "mem-budget", required_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t seed = (uint64_t)time(NULL) * 2654435761ULL ^ getpid();
 	int seconds = 30, nproc, workers = 0, c, i, j, status, rc = 0;
-	int backends_set = 0;
+	int backends_set = 0, nr_set = 0, started = 0, stopped = 0;
+	long mem_budget = 512;
+	struct vt_membudget mb;
 	struct vt_kmsg kmsg;
 	uid_t uid = 65534;
 	long total = 0, failed = 0;
@@ -1467,6 +1560,13 @@ int main(int argc, char **argv)
 			break;
 		case 'u':
 			uid = atoi(optarg);
+			break;
+		case 'N':
+			vt_nr_exclusive = atol(optarg);
+			nr_set = 1;
+			break;
+		case 'M':
+			mem_budget = atol(optarg);
 			break;
 		case 'b':
 			backends = 0;
@@ -1495,11 +1595,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "sysfuzz: no %s\n", MEMFD_EXCLUSIVE_SYSFS_DIR);
 		return 1;
 	}
+	if ((backends & 1) && !nr_set && vt_probe_nr_exclusive() < 0) {
+		fprintf(stderr, "sysfuzz: FAIL: %s exists but no syscall number (%d, 600, 500) is memfd_exclusive(2)\n",
+			MEMFD_EXCLUSIVE_SYSFS_DIR, __NR_memfd_exclusive);
+		return 1;
+	}
 	in_vm = getenv("XMEM_VM") && !strcmp(getenv("XMEM_VM"), "1");
 	page_size = sysconf(_SC_PAGESIZE);
 	nproc = sysconf(_SC_NPROCESSORS_ONLN);
 	if (!workers)
 		workers = 2 * nproc;
+	if (workers > 64)
+		workers = 64;
+	nr_workers = workers;
+	main_pid = getpid();
 	st = mmap(NULL, sizeof(*st), PROT_READ | PROT_WRITE,
 		  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (st == MAP_FAILED) {
@@ -1510,6 +1619,7 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGIO, SIG_IGN);		/* F_SETOWN and friends */
 	signal(SIGURG, SIG_IGN);
+	signal(SIGXFSZ, SIG_IGN);	/* RLIMIT_FSIZE: EFBIG instead */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("sysfuzz: seed %#llx, %d CPUs online, %d workers, %d s%s, backends",
 	       (unsigned long long)seed, nproc, workers, seconds,
@@ -1517,18 +1627,23 @@ int main(int argc, char **argv)
 	for (i = 0; i < VT_NR_BACKENDS; i++)
 		if (backends & (1U << i))
 			printf(" %s", vt_backend_name[i]);
+	if (backends & 1)
+		printf(" (syscall %ld)", vt_nr_exclusive);
 	printf("; replay: sysfuzz --seed %#llx --workers %d\n",
 	       (unsigned long long)seed, workers);
 	if (geteuid() == 0 && in_vm)
 		vt_write_file("/proc/sys/vm/drop_caches", "4");
-	if (vt_kmsg_start(&kmsg, "sysfuzz"))
+	/* Opened now, watched once the workers are forked (see vt_kmsg_open). */
+	if (vt_kmsg_open(&kmsg, "sysfuzz"))
 		printf("sysfuzz: kernel log not watched: %s\n", strerror(errno));
+	vt_membudget_init(&mb, mem_budget);
 	start = time(NULL);
 	deadline = start + seconds;
 
 	for (i = 0; i < workers; i++) {
-		pids[i] = fork();
-		if (pids[i] == 0) {
+		pid_t pid = fork();
+
+		if (pid == 0) {
 			static struct worker w;
 
 			w.index = i;
@@ -1536,18 +1651,35 @@ int main(int argc, char **argv)
 			w.root = geteuid() == 0 && in_vm && i == 0;
 			_exit(worker_main(&w, uid));
 		}
-		if (pids[i] < 0) {
-			perror("sysfuzz: fork");
-			return 1;
+		if (pid < 0) {
+			/* Wait for the ones started (they stop at the deadline). */
+			fprintf(stderr, "sysfuzz: FAIL: fork: %s\n", strerror(errno));
+			rc = 1;
+			break;
 		}
+		pids[started++] = pid;
 	}
-	for (i = 0; i < workers; i++) {
+	vt_kmsg_start(&kmsg);
+	for (i = 0; i < started; i++) {
 		while (waitpid(pids[i], &status, WNOHANG) != pids[i]) {
+			if (!stopped && vt_membudget_exceeded(&mb, "sysfuzz")) {
+				/* Our children only; theirs die with them. */
+				for (j = i; j < started; j++)
+					vt_kill_child(pids[j]);
+				stopped = 1;
+				rc = 1;
+			}
 			if (time(NULL) > deadline + 60) {
 				fprintf(stderr, "sysfuzz: FAIL: worker %d (%d) still running 60 s after the deadline\n",
 					i, pids[i]);
-				kill(pids[i], SIGKILL);
-				waitpid(pids[i], &status, 0);
+				vt_kill_child(pids[i]);
+				/* Not forever: a task stuck in the kernel stays. */
+				for (j = 0; j < 100; j++) {
+					if (waitpid(pids[i], &status, WNOHANG))
+						break;
+					usleep(100000);
+				}
+				status = 0;
 				rc = 1;
 				break;
 			}

@@ -23,7 +23,12 @@
  * than memory.max in the cgroup) and an actor killed by a signal.
  *
  * Usage: torture [--seconds N] [--seed S] [--actors a,b,...] [--skip op,...]
- *                [--backend exclusive|secret|create]
+ *                [--backend exclusive|secret|create] [--nr-exclusive NR]
+ *                [--mem-budget MB]
+ *   --nr-exclusive: the syscall number of memfd_exclusive(2) (default: the
+ *   uapi header's, or whichever of 600 and 500 the kernel answers).
+ *   --mem-budget: the run stops (FAIL) when MemAvailable falls by more than
+ *   this (default 1024 MiB) or below a tenth of the memory (vt_membudget).
  *   --skip takes op names as printed in the summary (e.g. opath-close).
  *   system and cgroup change machine-wide state (drop_caches, compaction,
  *   soft offline, cgroups): they run by default only inside the test VM
@@ -32,6 +37,7 @@
  */
 #define _GNU_SOURCE
 #include <dirent.h>
+#include <sys/prctl.h>
 #include <getopt.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -69,6 +75,7 @@ struct stats {
 	atomic_long errs[NR_OPS];
 	atomic_int last_errno[NR_OPS];
 	atomic_long failures;
+	atomic_int stop;	/* set by main: every actor stops now */
 	atomic_long sigbus, sigsegv;
 	atomic_long soft_ok;
 	atomic_ulong pfns[NR_PFNS];
@@ -114,7 +121,7 @@ static int count(enum op op, int ret)
 
 static int expired(void)
 {
-	return time(NULL) >= deadline;
+	return time(NULL) >= deadline || atomic_load(&st->stop);
 }
 
 /* Remembers the PFNs behind a few pages of a mapping, for soft offline. */
@@ -294,6 +301,7 @@ static void forked_child(uint64_t seed)
 {
 	int i;
 
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	for (i = 0; i < NR_SLOTS; i++) {
 		struct slot *s = &slots[i];
 
@@ -368,15 +376,19 @@ static void generic_op(uint64_t *seed)
 				if (!s->map)
 					slot_clear(s);
 			}
-		} else if (r == 18 && !skipped(OP_fork) &&
-			   atomic_load(&nr_children) < MAX_CHILDREN) {
-			uint64_t cseed = vt_next(seed);
-			pid_t pid = fork();
+		} else if (r == 18 && !skipped(OP_fork)) {
+			/* At most MAX_CHILDREN live forks of this process. */
+			if (atomic_fetch_add(&nr_children, 1) < MAX_CHILDREN) {
+				uint64_t cseed = vt_next(seed);
+				pid_t pid = fork();
 
-			if (pid == 0)
-				forked_child(cseed);
-			if (count(OP_fork, pid) > 0)
-				atomic_fetch_add(&nr_children, 1);
+				if (pid == 0)
+					forked_child(cseed);
+				if (count(OP_fork, pid) < 0)
+					atomic_fetch_sub(&nr_children, 1);
+			} else {
+				atomic_fetch_sub(&nr_children, 1);
+			}
 		} else if (s->fd >= 0) {
 			/* SCM_RIGHTS to ourselves; the received fd replaces ours. */
 			if (count(OP_scm_rights, send_fd(self_sock[0], s->fd)) == 0) {
@@ -808,6 +820,7 @@ static int actor_cgroup(uint64_t seed)
 	vt_write_file(path, "0");
 	pid = fork();
 	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		snprintf(path, sizeof(path), "%s/cgroup.procs", cg);
 		snprintf(val, sizeof(val), "%d", getpid());
 		err = vt_write_file(path, val);
@@ -858,6 +871,8 @@ int main(int argc, char **argv)
 		{ "actors", required_argument, NULL, 'a' },
 		{ "skip", required_argument, NULL, 'k' },
 		{ "backend", required_argument, NULL, 'b' },
+		{ "nr-exclusive", required_argument, NULL, 'N' },
+		{ "mem-budget", required_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct rlimit unlimited = { RLIM_INFINITY, RLIM_INFINITY };
@@ -865,7 +880,10 @@ int main(int argc, char **argv)
 	pid_t pids[64];
 	const char *pid_names[64];
 	int seconds = 60, nproc, n = 0, i, c, j, k, status, rc = 0;
-	int backend_set = 0;
+	int fork_failed = 0, stopped = 0;
+	long mem_budget = 1024;
+	struct vt_membudget mb;
+	int backend_set = 0, nr_set = 0;
 	uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
 	struct vt_kmsg kmsg;
 	char name[40];
@@ -883,6 +901,13 @@ int main(int argc, char **argv)
 			break;
 		case 'k':
 			snprintf(skip_list, sizeof(skip_list), ",%s,", optarg);
+			break;
+		case 'N':
+			vt_nr_exclusive = atol(optarg);
+			nr_set = 1;
+			break;
+		case 'M':
+			mem_budget = atol(optarg);
 			break;
 		case 'b':
 			for (i = 0; i < VT_NR_BACKENDS; i++)
@@ -910,6 +935,11 @@ int main(int argc, char **argv)
 		       MEMFD_EXCLUSIVE_SYSFS_DIR);
 		return backend_set ? 1 : 77;
 	}
+	if (backend == VT_EXCLUSIVE && !nr_set && vt_probe_nr_exclusive() < 0) {
+		printf("torture: FAIL: %s exists but no syscall number (%d, 600, 500) is memfd_exclusive(2)\n",
+		       MEMFD_EXCLUSIVE_SYSFS_DIR, __NR_memfd_exclusive);
+		return 1;
+	}
 	in_vm = getenv("XMEM_VM") && !strcmp(getenv("XMEM_VM"), "1");
 	page_size = sysconf(_SC_PAGESIZE);
 	nproc = sysconf(_SC_NPROCESSORS_ONLN);
@@ -925,14 +955,19 @@ int main(int argc, char **argv)
 	vt_install_fault_handlers();
 	signal(SIGPIPE, SIG_IGN);
 
-	printf("torture: seed %#llx, %d CPUs online, %d s, backend %s, actors:",
+	printf("torture: seed %#llx, %d CPUs online, %d s, backend %s",
 	       (unsigned long long)seed, nproc, seconds,
 	       vt_backend_name[backend]);
+	if (backend == VT_EXCLUSIVE)
+		printf(" (syscall %ld)", vt_nr_exclusive);
+	printf(", actors:");
 	/* Silence "drop_caches: 2" lines, which would flood the kernel log. */
 	if (is_root && in_vm)
 		vt_write_file("/proc/sys/vm/drop_caches", "4");
-	if (vt_kmsg_start(&kmsg, "torture"))
+	/* Opened now, watched once the actors are forked (see vt_kmsg_open). */
+	if (vt_kmsg_open(&kmsg, "torture"))
 		printf(" (kernel log not watched: %s)", strerror(errno));
+	vt_membudget_init(&mb, mem_budget);
 	deadline = time(NULL) + seconds;
 	fflush(stdout);
 
@@ -951,30 +986,52 @@ int main(int argc, char **argv)
 		}
 		copies = !strcmp(actors[k].name, "generic") ? nproc + 1 :
 			 !strcmp(actors[k].name, "big") ? 2 : 1;
-		for (j = 0; j < copies && n < 64; j++, n++) {
+		for (j = 0; j < copies && n < 64 && !fork_failed; j++) {
 			uint64_t aseed = seed + 1000 * (n + 1);
+			pid_t pid = fork();
 
-			pid_names[n] = actors[k].name;
-			pids[n] = fork();
-			if (pids[n] == 0)
+			if (pid == 0) {
+				/* Gone with us, should we die before the deadline. */
+				prctl(PR_SET_PDEATHSIG, SIGKILL);
 				_exit(actors[k].fn(aseed));
-			if (pids[n] < 0) {
-				perror("torture: fork");
-				return 1;
 			}
+			if (pid < 0) {
+				/* Stop the ones started, below; never kill(-1). */
+				fprintf(stderr, "torture: FAIL: fork: %s\n",
+					strerror(errno));
+				atomic_store(&st->stop, 1);
+				fork_failed = 1;
+				break;
+			}
+			pid_names[n] = actors[k].name;
+			pids[n++] = pid;
 			printf(" %s", actors[k].name);
 		}
 	}
 	printf("\n");
 	fflush(stdout);
+	vt_kmsg_start(&kmsg);
 
 	/* Every actor stops at the deadline; one that does not is hung. */
 	for (i = 0; i < n; i++) {
 		while (waitpid(pids[i], &status, WNOHANG) != pids[i]) {
+			if (!stopped && vt_membudget_exceeded(&mb, "torture")) {
+				/* Our children only; theirs die with them. */
+				for (j = i; j < n; j++)
+					vt_kill_child(pids[j]);
+				atomic_fetch_add(&st->failures, 1);
+				stopped = 1;
+			}
 			if (time(NULL) > deadline + 60) {
 				fail("actor %s (%d) still running 60 s after the deadline",
 				     pid_names[i], pids[i]);
-				kill(pids[i], SIGKILL);
+				vt_kill_child(pids[i]);
+				/* Not forever: a task stuck in the kernel stays. */
+				for (j = 0; j < 100; j++) {
+					if (waitpid(pids[i], &status, WNOHANG))
+						break;
+					usleep(100000);
+				}
 				status = 0;
 				break;
 			}
@@ -1010,6 +1067,8 @@ int main(int argc, char **argv)
 	       atomic_load(&st->soft_ok), kmsg.records, kmsg.lost, kmsg.reports);
 	if (kmsg.reports)
 		fail("%ld kernel report line(s) during the run", kmsg.reports);
+	if (fork_failed)
+		rc = 1;
 	printf("torture: failures=%ld: %s\n", atomic_load(&st->failures),
 	       rc || atomic_load(&st->failures) ? "FAIL" : "PASS");
 	return rc || atomic_load(&st->failures) ? 1 : 0;

@@ -90,6 +90,47 @@ static inline int vt_have_exclusive(void)
 }
 
 /*
+ * The syscall number of memfd_exclusive(2): the uapi header's unless set
+ * (--nr-exclusive). The number moved (500, then 600): when the header's
+ * gives ENOSYS on a kernel that has MEMFD_EXCLUSIVE_SYSFS_DIR,
+ * vt_probe_nr_exclusive() tries the other (both are far above any
+ * upstream syscall of 6.12, so a wrong guess is only ENOSYS).
+ */
+static long vt_nr_exclusive = __NR_memfd_exclusive;
+
+static inline long vt_probe_nr_exclusive(void)
+{
+	static const long nrs[] = { __NR_memfd_exclusive, 600, 500 };
+	unsigned int i;
+	long fd;
+
+	for (i = 0; i < sizeof(nrs) / sizeof(nrs[0]); i++) {
+		fd = syscall(nrs[i], "probe", MFD_EXCLUSIVE_CLOEXEC);
+		if (fd >= 0) {
+			close(fd);
+			return vt_nr_exclusive = nrs[i];
+		}
+		if (errno != ENOSYS)
+			return vt_nr_exclusive = nrs[i];
+	}
+	return -1;
+}
+
+/*
+ * kill() of one child we forked, never of anything else: pid 0 would be
+ * our process group and -1 every process we may signal (as root: all of
+ * them, the whole machine outside a VM), so those are refused.
+ */
+static inline int vt_kill_child(pid_t pid)
+{
+	if (pid <= 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	return kill(pid, SIGKILL);
+}
+
+/*
  * A new fd of @backend; @sealing asks for F_ADD_SEALS to be allowed (where
  * the backend has seals). Returns the fd or -1 with errno.
  */
@@ -98,7 +139,7 @@ static inline int vt_memfd(enum vt_backend backend, const char *name,
 {
 	switch (backend) {
 	case VT_EXCLUSIVE:
-		return syscall(__NR_memfd_exclusive, name,
+		return syscall(vt_nr_exclusive, name,
 			       MFD_EXCLUSIVE_CLOEXEC |
 			       (sealing ? MFD_EXCLUSIVE_ALLOW_SEALING : 0));
 	case VT_SECRET:
@@ -177,6 +218,7 @@ struct vt_kmsg {
 	pthread_t thread;
 	int fd;
 	atomic_int stop;
+	int started;
 	const char *prog;	/* prefix of the lines printed */
 	long records, reports, lost;
 };
@@ -224,10 +266,14 @@ static void *vt_kmsg_main(void *arg)
 }
 
 /*
- * Starts watching the kernel log from now on. Returns 0, or -1 when
- * /dev/kmsg cannot be read (not root): then nothing is watched.
+ * Opens the kernel log at its end: what is logged from now on is watched
+ * once vt_kmsg_start() runs. Two steps so that a program can open the log,
+ * fork its workers while it has one thread only (a child forked while the
+ * watcher holds stdio's lock would hang on it), then start the watcher.
+ * Returns 0, or -1 when /dev/kmsg cannot be read (not root): then nothing
+ * is watched.
  */
-static inline int vt_kmsg_start(struct vt_kmsg *k, const char *prog)
+static inline int vt_kmsg_open(struct vt_kmsg *k, const char *prog)
 {
 	memset(k, 0, sizeof(*k));
 	k->prog = prog;
@@ -235,7 +281,21 @@ static inline int vt_kmsg_start(struct vt_kmsg *k, const char *prog)
 	if (k->fd < 0)
 		return -1;
 	lseek(k->fd, 0, SEEK_END);
-	return pthread_create(&k->thread, NULL, vt_kmsg_main, k) ? -1 : 0;
+	return 0;
+}
+
+/* Starts the watcher thread on a log opened by vt_kmsg_open(). */
+static inline int vt_kmsg_start(struct vt_kmsg *k)
+{
+	if (k->fd < 0)
+		return -1;
+	if (pthread_create(&k->thread, NULL, vt_kmsg_main, k)) {
+		close(k->fd);
+		k->fd = -1;
+		return -1;
+	}
+	k->started = 1;
+	return 0;
 }
 
 /* Stops the watcher after it has read what is in the log now. */
@@ -244,9 +304,67 @@ static inline void vt_kmsg_stop(struct vt_kmsg *k)
 	if (k->fd < 0)
 		return;
 	atomic_store(&k->stop, 1);
-	pthread_join(k->thread, NULL);
+	if (k->started)
+		pthread_join(k->thread, NULL);
+	k->started = 0;
 	close(k->fd);
 	k->fd = -1;
+}
+
+/*
+ * A memory budget for a whole run. Memory files are a way to take the
+ * machine's memory without any process's RSS showing it (shmem pages, a
+ * fallocate() of a huge range, copies into a file), and the OOM killer then
+ * kills by RSS: other people's compilers and VMs, not the culprit. So the
+ * programs bound their own files (RLIMIT_FSIZE, clamped lengths) and the
+ * main process also watches MemAvailable and stops the run, killing its
+ * own children, once it has fallen by more than the budget since the start
+ * or below a tenth of the machine's memory.
+ */
+static inline long vt_meminfo_kb(const char *key)
+{
+	char line[128];
+	size_t n = strlen(key);
+	long kb = -1;
+	FILE *f = fopen("/proc/meminfo", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ':') {
+			kb = atol(line + n + 1);
+			break;
+		}
+	fclose(f);
+	return kb;
+}
+
+struct vt_membudget {
+	long total_kb, start_kb, budget_kb, low_kb;
+};
+
+static inline void vt_membudget_init(struct vt_membudget *b, long budget_mb)
+{
+	b->total_kb = vt_meminfo_kb("MemTotal");
+	b->start_kb = vt_meminfo_kb("MemAvailable");
+	b->budget_kb = budget_mb << 10;
+}
+
+/* 0 while within the budget; else prints why and returns 1. */
+static inline int vt_membudget_exceeded(struct vt_membudget *b,
+					const char *prog)
+{
+	long now = vt_meminfo_kb("MemAvailable");
+
+	if (now < 0 || b->start_kb < 0)
+		return 0;
+	if (b->start_kb - now > b->budget_kb || now < b->total_kb / 10) {
+		fprintf(stderr, "%s: FAIL: memory available fell from %ld to %ld MiB (budget %ld MiB, floor %ld MiB): stopping the run\n",
+			prog, b->start_kb >> 10, now >> 10, b->budget_kb >> 10,
+			b->total_kb / 10 >> 10);
+		return 1;
+	}
+	return 0;
 }
 
 /* Writes @val to a sysfs or procfs file; returns 0 or -errno. */
