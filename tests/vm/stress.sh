@@ -4,12 +4,14 @@
 # threads and processes faulting, truncating, sealing, passing and closing
 # memfd_exclusive memory at once for a bounded time, then checking
 # that the idle pool shrinks back to its high-water mark and to nothing under
-# memory pressure. scripts/vm-run fails the run on any kernel report (BUG,
+# memory pressure; then the torture run and the syscall fuzzer of
+# tests/vm/torture.sh. scripts/vm-run fails the run on any kernel report (BUG,
 # WARNING, KASAN, lockdep, bad page state...) in the guest log.
 #
-# Usage: tests/vm/stress.sh [--test-kernel] [--kernel PATH] [SECONDS]
+# Usage: tests/vm/stress.sh [--test-kernel] [--kernel PATH] [--torture SECONDS] [SECONDS]
 #   --test-kernel  boot the test kernel instead of the debug kernel
 #   --kernel PATH  boot this bzImage
+#   --torture N    how long torture and sysfuzz run, each (default 45; 0: not at all)
 #   SECONDS        how long the stress runs (default 20)
 # Inside the guest (XMEM_VM=1) it runs the program directly.
 # Exit: 0 pass, 1 fail, 77 the kernel lacks memfd_exclusive(2).
@@ -51,6 +53,7 @@ guest() {
 		return 1
 	fi
 	echo "stress: PASS"
+	((${TORTURE_SECONDS:-45} == 0)) || "$repo/tests/vm/torture.sh" "${TORTURE_SECONDS:-45}"
 }
 
 if [[ ${XMEM_VM-} == 1 ]]; then
@@ -60,10 +63,12 @@ fi
 
 vm_args=(--debug)
 seconds=20
+torture=45
 while (($#)); do
 	case $1 in
 	--test-kernel) vm_args=() ;;
 	--kernel) vm_args=(--kernel "$2"); shift ;;
+	--torture) torture=$2; shift ;;
 	*) seconds=$1 ;;
 	esac
 	shift
@@ -71,5 +76,10 @@ done
 mkdir -p "$(dirname "$bin")"
 "$repo/scripts/build-selftest" >/dev/null
 cc -O2 -Wall -Wextra -pthread -o "$bin" "$repo/tests/vm/stress.c"
-exec "$repo/scripts/vm-run" "${vm_args[@]}" --mem 2048 --timeout 900 -- \
+for p in torture sysfuzz; do
+	cc -O2 -g -Wall -Wextra -Werror -pthread -o "$(dirname "$bin")/$p" "$repo/tests/vm/$p.c"
+done
+exec "$repo/scripts/vm-run" "${vm_args[@]}" --mem 2048 --timeout 900 \
+	--env "TORTURE_SECONDS=$torture" --env "TORTURE_ARGS=${TORTURE_ARGS-}" \
+	--env "SYSFUZZ_ARGS=${SYSFUZZ_ARGS-}" -- \
 	"$repo/tests/vm/stress.sh" "$seconds"

@@ -36,7 +36,10 @@
  *
  * Usage: sysfuzz [--seconds N] [--seed S] [--workers N] [--ops N] [--trace]
  *                [--uid UID] [--backends exclusive,secret,create]
- *                [--nr-exclusive NR] [--mem-budget MB]
+ *                [--nr-exclusive NR] [--mem-budget MB] [--skip call,...]
+ *   --skip: calls not made, of open_opath open_reopen truncate_path
+ *   chmod_path fchownat_path utimensat_path statx sysctl_vm soft_offline
+ *   (to look past a known bug; other names are accepted and ignored).
  *   --nr-exclusive: the syscall number of memfd_exclusive(2) (default: the
  *   uapi header's, or whichever of 600 and 500 the kernel answers).
  *
@@ -180,6 +183,7 @@ static int trace;
 static int in_vm;
 static int nr_workers;
 static int cur_index;	/* of the worker, for --trace */
+static unsigned char skip[NR_CALLS];	/* --skip */
 static pid_t main_pid;
 static unsigned int backends = 7;	/* bit per enum vt_backend */
 
@@ -1016,13 +1020,18 @@ static void do_path(struct worker *w)
 	struct fd_ent *f = pick_fd(w, R(w, 2) ? K_OPATH : K_NONE);
 	struct timespec ts[2] = { { 0, UTIME_NOW }, { 0, UTIME_OMIT } };
 	struct statx stx;
+	static const enum call calls[8] = {
+		C_open_opath, C_open_opath, C_open_reopen, C_truncate_path,
+		C_chmod_path, C_fchownat_path, C_utimensat_path, C_statx,
+	};
+	unsigned int which = R(w, 8);
 	char path[64];
 	int fd;
 
-	if (!f)
+	if (!f || skip[calls[which]])
 		return;
 	proc_fd_path(path, sizeof(path), f->fd);
-	switch (R(w, 8)) {
+	switch (which) {
 	case 0:
 	case 1:
 		tr(w, "open(%s, O_PATH)", path);
@@ -1332,13 +1341,15 @@ static void do_privileged(struct worker *w)
 	if (!w->root)
 		return;
 	if (R(w, 2)) {
+		if (skip[C_sysctl_vm])
+			return;
 		err = vt_write_file(vm_files[R(w, 2)], R(w, 2) ? "1" : "2");
 		errno = -err;
 		tr(w, "sysctl vm");
 		rec(C_sysctl_vm, err ? -1 : 0);
 		return;
 	}
-	if (any_range(w, &addr, &len))
+	if (any_range(w, &addr, &len) || skip[C_soft_offline])
 		return;
 	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -1528,6 +1539,7 @@ int main(int argc, char **argv)
 		{ "backends", required_argument, NULL, 'b' },
 		{ "nr-exclusive", required_argument, NULL, 'N' },
 		{ "mem-budget", required_argument, NULL, 'M' },
+		{ "skip", required_argument, NULL, 'k' },
 		{ NULL, 0, NULL, 0 },
 	};
 	uint64_t seed = (uint64_t)time(NULL) * 2654435761ULL ^ getpid();
@@ -1568,6 +1580,23 @@ int main(int argc, char **argv)
 		case 'M':
 			mem_budget = atol(optarg);
 			break;
+		case 'k': {
+			char list[512], *tok, *save;
+
+			snprintf(list, sizeof(list), "%s", optarg);
+			for (tok = strtok_r(list, ",", &save); tok;
+			     tok = strtok_r(NULL, ",", &save)) {
+				for (i = 0; i < NR_CALLS; i++)
+					if (!strcmp(tok, call_names[i]))
+						break;
+				if (i == NR_CALLS) {
+					fprintf(stderr, "sysfuzz: --skip: no call %s\n", tok);
+					return 2;
+				}
+				skip[i] = 1;
+			}
+			break;
+		}
 		case 'b':
 			backends = 0;
 			backends_set = 1;
@@ -1629,8 +1658,12 @@ int main(int argc, char **argv)
 			printf(" %s", vt_backend_name[i]);
 	if (backends & 1)
 		printf(" (syscall %ld)", vt_nr_exclusive);
-	printf("; replay: sysfuzz --seed %#llx --workers %d\n",
+	printf("; replay: sysfuzz --seed %#llx --workers %d",
 	       (unsigned long long)seed, workers);
+	for (i = 0, j = 0; i < NR_CALLS; i++)
+		if (skip[i])
+			printf("%s%s", j++ ? "," : " --skip ", call_names[i]);
+	printf("\n");
 	if (geteuid() == 0 && in_vm)
 		vt_write_file("/proc/sys/vm/drop_caches", "4");
 	/* Opened now, watched once the workers are forked (see vt_kmsg_open). */
