@@ -34,10 +34,13 @@ build() {
 guest() {
 	local seconds=$1 rc=0 i
 	[[ -d $pool ]] || { echo "torture: SKIP, no $pool"; return 77; }
+	# The first failure ends the run: after an oops the kernel may hold locks of a dead
+	# task, and what runs next (or reading the pool's sysfs files) can hang until the
+	# VM's timeout; its reports would mostly be fallout of the first.
 	# shellcheck disable=SC2086 # word splitting of the extra arguments is wanted
-	"$bin/torture" --seconds "$seconds" ${TORTURE_ARGS-} || rc=1
+	"$bin/torture" --seconds "$seconds" ${TORTURE_ARGS-} || return 1
 	# shellcheck disable=SC2086
-	"$bin/sysfuzz" --seconds "$seconds" ${SYSFUZZ_ARGS-} || rc=1
+	"$bin/sysfuzz" --seconds "$seconds" ${SYSFUZZ_ARGS-} || return 1
 	# Every page back once all fds and mappings are gone (recycling is emulated: up to 120 s).
 	for ((i = 0; i < 1200; i++)); do
 		(($(<"$pool/pages_in_use") == 0)) && break
