@@ -50,6 +50,16 @@
  * (PR_SET_PDEATHSIG); main kills only a pid that fork() returned (> 0).
  * Memory: see FILE_MAX; and main stops the run (FAIL) when MemAvailable
  * falls by more than --mem-budget MB (default 512) or below a tenth.
+ *
+ * Run it in the test VM (tests/vm/torture.sh). A trial on a shared host only
+ * as nobody, in a PID namespace and in a memory cgroup of its own (the OOM
+ * killer of a memcg kills inside it; the global one kills anyone), e.g. with
+ * cgroup v1, from a root shell:
+ *   cg=/sys/fs/cgroup/memory$(awk -F: '$2=="memory"{print $3}' /proc/self/cgroup)/trial
+ *   mkdir $cg; echo 512M >$cg/memory.limit_in_bytes; echo $$ >$cg/cgroup.procs
+ *   ulimit -u 64; timeout -s KILL 60 unshare --pid --fork --kill-child --mount-proc -- \
+ *     setpriv --reuid=65534 --regid=65534 --clear-groups ./sysfuzz --seconds 10 \
+ *     --backends secret,create
  * Exit: 0 pass, 1 fail, 2 usage, 77 no memfd_exclusive(2) and no --backends.
  */
 #define _GNU_SOURCE
