@@ -39,7 +39,8 @@
  *                [--nr-exclusive NR] [--mem-budget MB] [--skip call,...]
  *   --skip: calls not made, of open_opath open_reopen truncate_path
  *   chmod_path fchownat_path utimensat_path statx sysctl_vm soft_offline
- *   (to look past a known bug; other names are accepted and ignored).
+ *   (sysfs and MADV_SOFT_OFFLINE), to look past a known bug; the other
+ *   call names are accepted and ignored.
  *   --nr-exclusive: the syscall number of memfd_exclusive(2) (default: the
  *   uapi header's, or whichever of 600 and 500 the kernel answers).
  *
@@ -571,6 +572,9 @@ static void do_madvise(struct worker *w)
 	default:
 		adv = R(w, MADV_COLLAPSE + 1);
 	}
+	/* --skip soft_offline also leaves out MADV_SOFT_OFFLINE. */
+	if (adv == MADV_SOFT_OFFLINE && skip[C_soft_offline])
+		return;
 	tr(w, "madvise(%p, %zu, %d)", addr, len, adv);
 	rec(C_madvise, madvise(addr, len, adv));
 }
