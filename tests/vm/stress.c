@@ -456,6 +456,11 @@ int main(int argc, char **argv)
 			close(sv[0]);
 			_exit(child_main(sv[1], 1000 * (i + 1)));
 		}
+		if (child[i] < 0) {
+			/* The ones forked stop at the deadline by themselves. */
+			perror("stress: fork");
+			return 1;
+		}
 		close(sv[1]);
 		child_sock[i] = sv[0];
 	}

@@ -6,12 +6,14 @@
 # (two processes faulting and truncating 64 MiB files under drop_caches), then
 # checking that the idle pool shrinks back to its high-water mark with every page
 # free, to nothing under memory pressure, and that hibernation is refused exactly
-# while pages are out of the direct map. scripts/vm-run fails the run on any kernel report (BUG,
+# while pages are out of the direct map; then the torture run and the syscall fuzzer
+# of tests/vm/torture.sh. scripts/vm-run fails the run on any kernel report (BUG,
 # WARNING, KASAN, lockdep, bad page state...) in the guest log.
 #
-# Usage: tests/vm/stress.sh [--test-kernel] [--kernel PATH] [SECONDS]
+# Usage: tests/vm/stress.sh [--test-kernel] [--kernel PATH] [--torture SECONDS] [SECONDS]
 #   --test-kernel  boot the test kernel instead of the debug kernel
 #   --kernel PATH  boot this bzImage
+#   --torture N    how long torture and sysfuzz run, each (default 45; 0: not at all)
 #   SECONDS        how long the stress runs (default 20)
 # Inside the guest (XMEM_VM=1) it runs the program directly.
 # Exit: 0 pass, 1 fail, 77 the kernel lacks memfd_exclusive(2).
@@ -77,6 +79,7 @@ guest() {
 		return 1
 	fi
 	echo "stress: PASS"
+	((${TORTURE_SECONDS:-45} == 0)) || "$repo/tests/vm/torture.sh" "${TORTURE_SECONDS:-45}"
 }
 
 if [[ ${XMEM_VM-} == 1 ]]; then
@@ -86,10 +89,12 @@ fi
 
 vm_args=(--debug)
 seconds=20
+torture=45
 while (($#)); do
 	case $1 in
 	--test-kernel) vm_args=() ;;
 	--kernel) vm_args=(--kernel "$2"); shift ;;
+	--torture) torture=$2; shift ;;
 	*) seconds=$1 ;;
 	esac
 	shift
@@ -98,5 +103,13 @@ mkdir -p "$(dirname "$bin")"
 "$repo/scripts/build-selftest" >/dev/null
 cc -O2 -Wall -Wextra -pthread -o "$bin" "$repo/tests/vm/stress.c"
 cc -O2 -Wall -Wextra -o "$repro" "$repo/tests/vm/pool_repro.c"
-exec "$repo/scripts/vm-run" "${vm_args[@]}" --mem 2048 --timeout 900 -- \
+for p in torture sysfuzz; do
+	cc -O2 -g -Wall -Wextra -Werror -pthread -o "$(dirname "$bin")/$p" "$repo/tests/vm/$p.c"
+done
+# acpi=noirq: without it the debug kernel spends 40-110 s of TCG time in the ACPI
+# interpreter routing the virtio PCI IRQs (_PRT) at boot, and the soft-lockup detector
+# reports it (measured 2026-12-01: boot 52-120 s with soft lockups, 12 s without).
+exec "$repo/scripts/vm-run" "${vm_args[@]}" --mem 2048 --timeout 900 --append acpi=noirq \
+	--env "TORTURE_SECONDS=$torture" --env "TORTURE_ARGS=${TORTURE_ARGS-}" \
+	--env "SYSFUZZ_ARGS=${SYSFUZZ_ARGS-}" -- \
 	"$repo/tests/vm/stress.sh" "$seconds"
