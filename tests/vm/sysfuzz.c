@@ -171,6 +171,7 @@ struct ring {
 	size_t sq_len, cq_len, sqes_len;
 	struct io_uring_params p;
 	unsigned long submitted;
+	struct iovec iov;	/* a READV's: lives as long as the ring */
 };
 
 struct worker {
@@ -856,18 +857,31 @@ static void do_io_uring(struct worker *w)
 	sqe->len = len;
 	sqe->off = R(w, MAX_PAGES) * page_size;
 	if (sqe->opcode == IORING_OP_READV) {
-		iov.iov_base = buf;
-		iov.iov_len = len;
-		sqe->addr = (unsigned long)&iov;
+		r->iov.iov_base = buf;
+		r->iov.iov_len = len;
+		sqe->addr = (unsigned long)&r->iov;
 		sqe->len = 1;
 	}
 	array[idx] = idx;
 	__atomic_store_n(tail, *tail + 1, __ATOMIC_RELEASE);
 enter:
 	tr(w, "io_uring_enter(%d, op %d)", r->fd, sqe ? sqe->opcode : -1);
-	/* Waiting for the completion: a READV's iovec is on our stack. */
-	rec(C_io_uring_enter, syscall(__NR_io_uring_enter, r->fd, 1, 1,
-				      IORING_ENTER_GETEVENTS, NULL, 0));
+	/*
+	 * Waits for a completion, 10 ms at most: never for ever, since a fork
+	 * child shares the ring (and its mapped queues) and may reap ours, or
+	 * the queue may be full with nothing in flight.
+	 */
+	{
+		struct __kernel_timespec ts = { .tv_nsec = 10 * 1000 * 1000 };
+		struct io_uring_getevents_arg arg = {
+			.ts = (unsigned long)&ts,
+		};
+
+		rec(C_io_uring_enter,
+		    syscall(__NR_io_uring_enter, r->fd, 1, 1,
+			    IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+			    &arg, sizeof(arg)));
+	}
 	/* Reap every completion. */
 	head = (unsigned int *)((char *)r->cq + r->p.cq_off.head);
 	tail = (unsigned int *)((char *)r->cq + r->p.cq_off.tail);
