@@ -93,13 +93,21 @@ static inline struct mfdx_inode *MFDX_I(struct inode *inode)
 }
 
 /*
- * Hibernation is refused while any page is out of the direct map, in use by
- * a file or free in the unmapped pool: the image would not hold it, and
- * resume would write it through the direct map.
+ * Hibernation is refused while any page is out of the direct map: the image
+ * would not hold it, and resume would write it through the direct map. While
+ * any file (inode) exists, its pages may be in use or faulted in at any time:
+ * refuse. With none left, only free pool memory can still be out: give it
+ * back to the direct map now, so that a system that once used
+ * memfd_exclusive does not lose hibernation for good to the pool's idle
+ * pageblocks, and refuse only if pages are still out after that (a poisoned
+ * page, or a page whose last reference is on its way to the free lists).
+ * Process context: hibernation_available() and its callers.
  */
 bool memfd_exclusive_active(void)
 {
-	return mfdx_pool_pages_out() != 0 || atomic_read(&mfdx_nr_regions) != 0;
+	if (atomic_read(&mfdx_nr_regions))
+		return true;
+	return mfdx_pool_pages_out() && mfdx_pool_release_free();
 }
 
 VISIBLE_IF_KUNIT unsigned long memfd_exclusive_pages_in_use(void)

@@ -319,6 +319,23 @@ static unsigned long unmapped_release(struct zone *zone, unsigned long max,
 	return freed;
 }
 
+/**
+ * unmapped_release_free - give every free unmapped pageblock back now
+ *
+ * For a caller that needs no page out of the direct map at all (the
+ * hibernation check, memfd_exclusive_active()), whatever the high-water
+ * mark. Process context. Returns the pages still out of the direct map
+ * afterwards: pages in use, and pageblocks that hold any.
+ */
+unsigned long unmapped_release_free(void)
+{
+	struct zone *zone;
+
+	for_each_populated_zone(zone)
+		unmapped_release(zone, ULONG_MAX, 0);
+	return unmapped_pages_out();
+}
+
 /* Give back the free unmapped pageblocks above the high-water mark. */
 VISIBLE_IF_KUNIT void mfdx_pool_trim(void)
 {

@@ -33,6 +33,12 @@ static inline unsigned long mfdx_pool_pages_out(void)
 	return unmapped_pages_out();
 }
 
+/* Give back every free pageblock; returns the pages still out. */
+static inline unsigned long mfdx_pool_release_free(void)
+{
+	return unmapped_release_free();
+}
+
 int mfdx_pool_init(void);
 
 extern const struct attribute_group mfdx_pool_attr_group;

@@ -20,6 +20,7 @@ struct folio *alloc_unmapped_folio(gfp_t gfp);
 void unmapped_folio_zero_segment(struct folio *folio, size_t start,
 				 size_t end);
 unsigned long unmapped_pages_out(void);
+unsigned long unmapped_release_free(void);
 #else
 static inline struct folio *alloc_unmapped_folio(gfp_t gfp)
 {
@@ -32,6 +33,11 @@ static inline void unmapped_folio_zero_segment(struct folio *folio,
 }
 
 static inline unsigned long unmapped_pages_out(void)
+{
+	return 0;
+}
+
+static inline unsigned long unmapped_release_free(void)
 {
 	return 0;
 }
