@@ -9,28 +9,50 @@
  * charged (RLIMIT_MEMLOCK, memory cgroup), counted (regions, pages_in_use),
  * sealed, unreadable, and must keep hibernation refused.
  *
- * Then the pages' own end of life: hibernation is refused while any page is
- * out of the direct map (in use, held by an O_PATH pin, returning to the
- * pool, or idle in the pool), and offered again once the pool is drained (the
- * control). Memory failure (MADV_HWPOISON, MADV_SOFT_OFFLINE, the sysfs
- * soft_offline_page and hard_offline_page files) on pages in use, on their
- * way back to the pool and free in the pool must not oops, must not lose or
- * expose data, and a poisoned page must never be handed out again.
+ * Then the pages' own end of life. The pool lives in the page allocator:
+ * free pool pages sit on its MIGRATE_UNMAPPED free lists, in pageblocks out
+ * of the direct map (pool_blocks), and the last folio_put() of a page frees
+ * it through the allocator's own free path. Hibernation is refused while any
+ * memfd_exclusive inode exists (pages in use, or held by an O_PATH pin);
+ * with none left, the check itself gives every free pool pageblock back to
+ * the direct map and offers hibernation (an idle pool), as it does once the
+ * pool was drained beforehand (the control). Memory failure (MADV_HWPOISON,
+ * MADV_SOFT_OFFLINE, the sysfs soft_offline_page and hard_offline_page files)
+ * on pages in use and on pages free in the pool must not oops or log a
+ * kernel report, and must not lose or expose data: a poisoned page in use
+ * stays in the file's page cache (a fault at its offset gets SIGBUS, the
+ * other offsets keep their data), a poisoned free page is taken off the free
+ * lists, neither is ever handed out again, and its pageblock stays out of
+ * the direct map for good (pool_blocks >= 1, hibernation refused).
+ *
+ * Gone with the old pool: the tests of pages "returning to the pool"
+ * (hib refused_pages_returning, mf soft/hard_offline_pages_returning). The
+ * old pool kept a reference of its own to a released page and recycled it
+ * later from a work item, a state userspace could catch (SCHED_FIFO kept the
+ * work item off the CPU) and read in pool_returning_pages. Now nothing of the
+ * pool holds a reference and a released page goes straight back through the
+ * allocator's free path: there is no such state left to catch, and the file
+ * is gone. A page's last reference in transit (a per-CPU LRU batch, a frozen
+ * refcount) is kernel-internal and covered by the pool's KUnit suite; where
+ * the tests here wait for released pages they drain the LRU batches
+ * (compact_memory).
  *
  * Needs root for the sysfs files of the pool, /proc/PID/pagemap PFNs,
- * /proc/kpageflags, hibernation, memory failure and map_files; the parts that
- * model an unprivileged attacker drop to an unused uid in a child. Tests that
- * need root are skipped without it (tests/vm/kernel-tests.sh runs them as
- * root and fails on any skip). The hibernation tests drain the pool, and the
- * memory-failure tests poison pages for good: run them in a throw-away VM.
+ * /proc/kpageflags, /dev/kmsg, hibernation, memory failure and map_files;
+ * the parts that model an unprivileged attacker drop to an unused uid in a
+ * child. Tests that need root are skipped without it (tests/vm/kernel-tests.sh
+ * runs them as root and fails on any skip). The hibernation tests drain the
+ * pool, and the memory-failure tests poison pages for good: run them in a
+ * throw-away VM.
  *
  * Order (the harness runs fixtures in the order they are declared): hib
- * first, as it needs every page back in the page allocator; lt next, as on a
- * kernel with the bugs these tests look for its crashes leave pages behind;
- * mf last, as a poisoned page stays out of use for good, and a pool that
- * hands poisoned pages out again would fail every later allocation. Each
- * test runs in its own process (the harness forks), so a test killed by a
- * kernel oops is reported and the next one runs.
+ * first, as it needs every pool pageblock back in the direct map, which a
+ * poisoned page prevents for good; lt next, as on a kernel with the bugs
+ * these tests look for its crashes leave pages behind; mf last, as a
+ * poisoned page stays out of use for good, and a pool that hands poisoned
+ * pages out again would fail every later allocation. Each test runs in its
+ * own process (the harness forks), so a test killed by a kernel oops is
+ * reported and the next one runs.
  *
  * Builds on its own (scripts/build-selftest):
  *   gcc -O2 -Wall -pthread -I tools/testing/selftests -I <xmem>/include \
@@ -87,8 +109,11 @@
 #define SOFT_OFFLINE		"/sys/devices/system/memory/soft_offline_page"
 #define HARD_OFFLINE		"/sys/devices/system/memory/hard_offline_page"
 
-/* Polling for the pool's work item: 10 ms steps, 30 s of guest time. */
+/* Polling: 10 ms steps, 30 s of guest time. */
 #define SETTLE_STEPS		3000
+
+/* Pages of a pageblock: 2 MiB on x86-64 (pageblock_order = PMD order). */
+#define PAGEBLOCK_PAGES		((long)((2UL << 20) / page_size))
 
 static size_t page_size;
 
@@ -159,19 +184,48 @@ static int stat_write(const char *name, const char *val)
 }
 
 /*
- * Released pages an earlier test left stuck on their way back to the pool
- * (a poisoned page the pool cannot recycle): set by the mf fixture, so that
- * one test's leak fails that test and not the next.
+ * Per-CPU LRU batches may hold the last reference of a released page for a
+ * while: compaction drains them on every CPU first (root; best effort).
  */
-static long settle_base;
+static void lru_drain(void)
+{
+	write_file("/proc/sys/vm/compact_memory", "1");
+}
 
-/* Waits until the pool has recycled every released page; false on timeout. */
-static bool pool_settle(void)
+/*
+ * Waits until no memfd_exclusive file exists and every page of every pool
+ * pageblock is free (draining the LRU batches); false on timeout.
+ */
+static bool pool_idle(void)
+{
+	long blocks;
+	int i;
+
+	for (i = 0; i < SETTLE_STEPS; i++) {
+		if (i % 50 == 0)
+			lru_drain();
+		blocks = stat_read("pool_blocks");
+		if (stat_read("regions") == 0 &&
+		    stat_read("pages_in_use") == 0 && blocks >= 0 &&
+		    stat_read("pool_free_pages") == blocks * PAGEBLOCK_PAGES)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+/*
+ * Waits until at least @want pages are free in the pool (released pages
+ * reached the free lists), draining the LRU batches; false on timeout.
+ */
+static bool pool_free_reaches(long want)
 {
 	int i;
 
 	for (i = 0; i < SETTLE_STEPS; i++) {
-		if (stat_read("pool_returning_pages") <= settle_base)
+		if (i % 50 == 0)
+			lru_drain();
+		if (stat_read("pool_free_pages") >= want)
 			return true;
 		usleep(10000);
 	}
@@ -327,6 +381,8 @@ static bool become_hostile(size_t pages)
  * write: EPERM when unavailable, else it only sets the mode) and opening
  * /dev/snapshot O_RDWR (EPERM when unavailable, else it fails after the
  * check, as that device is read or written, never both: no side effect).
+ * Each of them runs the check (hibernation_available()), which, with no
+ * memfd_exclusive file left, gives the free pool pageblocks back.
  */
 static bool state_offers_disk(void)
 {
@@ -352,6 +408,14 @@ static int snapshot_probe(void)
 	return -errno;
 }
 
+static void log_pool(struct __test_metadata *_metadata, const char *what)
+{
+	TH_LOG("%s: in use %ld, regions %ld, pool blocks %ld free %ld (taken %ld, back %ld)",
+	       what, stat_read("pages_in_use"), stat_read("regions"),
+	       stat_read("pool_blocks"), stat_read("pool_free_pages"),
+	       stat_read("pool_block_allocs"), stat_read("pool_block_frees"));
+}
+
 static void expect_hibernation_refused(struct __test_metadata *_metadata,
 				       const char *what)
 {
@@ -359,10 +423,7 @@ static void expect_hibernation_refused(struct __test_metadata *_metadata,
 	bool offered;
 	int err;
 
-	TH_LOG("%s: pages_in_use=%ld regions=%ld pool: free %ld returning %ld blocks %ld",
-	       what, stat_read("pages_in_use"), stat_read("regions"),
-	       stat_read("pool_free_pages"), stat_read("pool_returning_pages"),
-	       stat_read("pool_blocks"));
+	log_pool(_metadata, what);
 	offered = state_offers_disk();
 	EXPECT_FALSE(offered)
 		TH_LOG("%s: /sys/power/state offers disk (not written: it would hibernate)",
@@ -382,23 +443,37 @@ static void expect_hibernation_refused(struct __test_metadata *_metadata,
 				      what, err ? strerror(-err) : "opened");
 }
 
+/* The probes after /sys/power/state offered "disk" (or should have). */
+static void expect_hibernation_modes(struct __test_metadata *_metadata)
+{
+	char buf[128];
+	int err;
+
+	ASSERT_EQ(0, read_file("/sys/power/disk", buf, sizeof(buf)));
+	EXPECT_STRNE("[disabled]\n", buf);
+	TH_LOG("/sys/power/disk: %s", buf);
+	EXPECT_EQ(0, write_file("/sys/power/disk", "shutdown"));
+	err = snapshot_probe();
+	EXPECT_NE(-EPERM, err) TH_LOG("open(/dev/snapshot, O_RDWR): %s",
+				      err ? strerror(-err) : "opened");
+}
+
 /*
- * Gives every free pool block back to the page allocator: high-water mark 0,
- * recycling done, then the shrinker (drop_caches 2). False if pages remain.
+ * Gives every free pool pageblock back to the direct map without the
+ * hibernation check: high-water mark 0, the last references drained, then
+ * the shrinker (drop_caches 2). False if any pageblock or page remains.
  */
 static bool pool_drain(void)
 {
 	int i;
 
-	if (stat_write("pool_high_water_kb", "0") || !pool_settle())
+	if (stat_write("pool_high_water_kb", "0") || !pool_idle())
 		return false;
 	for (i = 0; i < SETTLE_STEPS / 10; i++) {
 		if (write_file("/proc/sys/vm/drop_caches", "2"))
 			return false;
 		if (stat_read("pool_blocks") == 0 &&
 		    stat_read("pool_free_pages") == 0 &&
-		    stat_read("pool_fallback_in_use") == 0 &&
-		    stat_read("pool_returning_pages") == 0 &&
 		    stat_read("pages_in_use") == 0)
 			return true;
 		usleep(100000);
@@ -429,29 +504,17 @@ FIXTURE_TEARDOWN(hib)
 }
 
 /*
- * The control: with no page out of the direct map (pool drained), "disk" is
- * offered, /sys/power/disk takes a mode and /dev/snapshot passes the
- * availability check. Proves that the refusals below can be told apart.
+ * The control: with no page out of the direct map (pool drained by the
+ * shrinker), "disk" is offered, /sys/power/disk takes a mode and
+ * /dev/snapshot passes the availability check. Proves that the refusals
+ * below can be told apart.
  */
 TEST_F_TIMEOUT(hib, control_offered_when_drained, 120)
 {
-	char buf[128];
-	int err;
-
 	ASSERT_TRUE(pool_drain())
-		TH_LOG("not drained: in use %ld, pool blocks %ld free %ld returning %ld fallbk %ld",
-		       stat_read("pages_in_use"), stat_read("pool_blocks"),
-		       stat_read("pool_free_pages"),
-		       stat_read("pool_returning_pages"),
-		       stat_read("pool_fallback_in_use"));
+		log_pool(_metadata, "not drained");
 	EXPECT_TRUE(state_offers_disk());
-	ASSERT_EQ(0, read_file("/sys/power/disk", buf, sizeof(buf)));
-	EXPECT_STRNE("[disabled]\n", buf);
-	TH_LOG("/sys/power/disk: %s", buf);
-	EXPECT_EQ(0, write_file("/sys/power/disk", "shutdown"));
-	err = snapshot_probe();
-	EXPECT_NE(-EPERM, err) TH_LOG("open(/dev/snapshot, O_RDWR): %s",
-				      err ? strerror(-err) : "opened");
+	expect_hibernation_modes(_metadata);
 }
 
 TEST_F_TIMEOUT(hib, refused_pages_in_use, 120)
@@ -483,53 +546,40 @@ TEST_F_TIMEOUT(hib, refused_pinned_by_opath, 120)
 	close(o);
 }
 
-/* No file at all: the pages are free in the pool, still out of the direct map. */
-TEST_F_TIMEOUT(hib, refused_pages_idle_in_pool, 120)
+/*
+ * No file at all, the pool's pageblock idle (every page free, kept by a
+ * high-water mark above it) and still out of the direct map: the check
+ * itself gives it back, then offers hibernation.
+ */
+TEST_F_TIMEOUT(hib, idle_pool_given_back_by_the_check, 120)
 {
+	long blocks, frees;
+	bool offered;
 	char *p;
 	int fd;
 
 	ASSERT_TRUE(pool_drain());
-	/* Keep a block's worth of free pages in the pool. */
-	ASSERT_EQ(0, stat_write("pool_high_water_kb", "4096"));
+	/* 8 pageblocks per zone: the trim keeps the one grown below. */
+	ASSERT_EQ(0, stat_write("pool_high_water_kb", "16384"));
 	fd = make_faulted(_metadata, "hib-idle", 0, 4, &p);
 	munmap(p, 4 * page_size);
 	close(fd);
-	ASSERT_TRUE(pool_settle());
-	ASSERT_EQ(0, stat_read("pages_in_use"));
-	ASSERT_LT(0, stat_read("pool_free_pages"));
-	expect_hibernation_refused(_metadata, "pages idle in the pool, no file");
-}
-
-/*
- * Pages on their way back to the pool (released, not yet recycled). The
- * pool's work item runs on this CPU's workqueue; at SCHED_FIFO on one CPU
- * this task keeps it from running until the checks are done.
- */
-TEST_F_TIMEOUT(hib, refused_pages_returning, 120)
-{
-	struct sched_param sp = { .sched_priority = 99 };
-	cpu_set_t cpus;
-	long returning;
-	char *p;
-	int fd;
-
-	ASSERT_TRUE(pool_drain());
-	CPU_ZERO(&cpus);
-	CPU_SET(sched_getcpu(), &cpus);
-	ASSERT_EQ(0, sched_setaffinity(0, sizeof(cpus), &cpus));
-	fd = make_faulted(_metadata, "hib-returning", 0, 16, &p);
-	munmap(p, 16 * page_size);
-	ASSERT_EQ(0, sched_setscheduler(0, SCHED_FIFO, &sp));
-	close(fd);
-	returning = stat_read("pool_returning_pages");
-	if (returning > 0)
-		expect_hibernation_refused(_metadata, "pages returning to the pool");
-	sp.sched_priority = 0;
-	sched_setscheduler(0, SCHED_OTHER, &sp);
-	ASSERT_LT(0, returning)
-		TH_LOG("no page caught returning to the pool (pool_returning_pages=%ld)",
-		       returning);
+	ASSERT_TRUE(pool_idle())
+		log_pool(_metadata, "not idle");
+	blocks = stat_read("pool_blocks");
+	frees = stat_read("pool_block_frees");
+	log_pool(_metadata, "idle, before the check");
+	ASSERT_LT(0, blocks)
+		TH_LOG("no pageblock idle in the pool: nothing for the check to give back");
+	offered = state_offers_disk();
+	EXPECT_TRUE(offered)
+		TH_LOG("no file, pool idle: /sys/power/state does not offer disk");
+	EXPECT_EQ(0, stat_read("pool_blocks"))
+		TH_LOG("the check left pageblocks out of the direct map");
+	EXPECT_EQ(0, stat_read("pool_free_pages"));
+	EXPECT_EQ(frees + blocks, stat_read("pool_block_frees"));
+	log_pool(_metadata, "after the check");
+	expect_hibernation_modes(_metadata);
 }
 
 FIXTURE(lt) {
@@ -898,7 +948,6 @@ TEST_F_TIMEOUT(lt, opath_contents_unreadable, 120)
 	/* Every page the pool now hands out is zero. */
 	n = pages + (stat_read("pool_free_pages") > 0 ?
 		     (size_t)stat_read("pool_free_pages") : 0);
-	pool_settle();
 	fd = make_faulted(_metadata, "contents-after", 0, n, &p);
 	for (i = 0; i < n; i++) {
 		for (j = 1; j < page_size; j++)
@@ -1214,12 +1263,13 @@ TEST_F_TIMEOUT(lt, memcg_charge_follows_pinned_pages, 120)
 /*
  * Memory failure. Helpers: fault @n pages of a new file in a child, counting
  * the faults (a page refused by the fault path because it is poisoned costs
- * an extra fault) and checking that no page it maps is poisoned or is @bad.
- * Returns the child's exit status: 0 ok, 10 extra faults, 11 @bad mapped, 12 a
- * poisoned page mapped, 13 SIGBUS (*@extra is then -1000 - the page's index),
- * 14 alarm (the fault path spun).
+ * an extra fault) and checking that no page it maps is poisoned or one of
+ * the @nbad PFNs @bad. Returns the child's exit status: 0 ok, 10 extra
+ * faults, 11 a PFN of @bad mapped, 12 a poisoned page mapped, 13 SIGBUS
+ * (*@extra is then -1000 - the page's index), 14 alarm (the fault path spun).
  */
-static int fault_fresh_pages(size_t n, __u64 bad, long *extra)
+static int fault_fresh_pages(size_t n, const __u64 *bad, int nbad,
+			     long *extra)
 {
 	int pipefd[2], status;
 	long res = -1;
@@ -1235,7 +1285,7 @@ static int fault_fresh_pages(size_t n, __u64 bad, long *extra)
 		long before, faults;
 		size_t i;
 		__u64 pfn;
-		int fd, rc = 0;
+		int fd, k, rc = 0;
 		char *p, c = 1;
 
 		close(pipefd[0]);
@@ -1269,9 +1319,10 @@ static int fault_fresh_pages(size_t n, __u64 bad, long *extra)
 			rc = 10;
 		for (i = 0; i < n; i++) {
 			pfn = pfn_of(p + i * page_size);
-			if (bad && pfn == bad)
-				rc = 11;
-			else if (pfn_hwpoisoned(pfn) == 1)
+			for (k = 0; k < nbad; k++)
+				if (pfn == bad[k])
+					rc = 11;
+			if (rc != 11 && pfn_hwpoisoned(pfn) == 1)
 				rc = 12;
 		}
 		_exit(rc);
@@ -1296,15 +1347,106 @@ static size_t pool_sweep_pages(void)
 	return (free > 0 ? free : 0) + 64;
 }
 
+/*
+ * The poisoned PFNs among @pfn[@n] (the file that held them is gone): none
+ * is ever handed out again, over a sweep of every free pool page and fresh
+ * pageblocks (the last references drained first, so that a poisoned page
+ * wrongly freed would be on the free lists); they stay poisoned; their
+ * pageblocks stay out of the direct map, even after the shrinker, so the
+ * hibernation check still refuses. Returns the number of poisoned PFNs.
+ */
+static int expect_poison_kept_out(struct __test_metadata *_metadata,
+				  const __u64 *pfn, int n)
+{
+	__u64 bad[16];
+	int i, nbad = 0, rc;
+	long extra;
+
+	for (i = 0; i < n && nbad < (int)ARRAY_SIZE(bad); i++)
+		if (pfn_hwpoisoned(pfn[i]) == 1)
+			bad[nbad++] = pfn[i];
+	if (!nbad)
+		return 0;
+	lru_drain();
+	rc = fault_fresh_pages(pool_sweep_pages(), bad, nbad, &extra);
+	/* 10 extra faults, 11 a poisoned pfn handed out, 12 poisoned page, 14 spun */
+	EXPECT_EQ(0, rc) TH_LOG("%d poisoned pfns (first %#llx): sweep status %d, %ld extra faults",
+				nbad, (unsigned long long)bad[0], rc, extra);
+	for (i = 0; i < nbad; i++)
+		EXPECT_EQ(1, pfn_hwpoisoned(bad[i]))
+			TH_LOG("pfn %#llx lost its poison", (unsigned long long)bad[i]);
+	EXPECT_EQ(0, write_file("/proc/sys/vm/drop_caches", "2"));
+	EXPECT_LE(1, stat_read("pool_blocks"))
+		TH_LOG("a pageblock with a poisoned page went back to the direct map");
+	if (!access("/sys/power/state", F_OK))
+		EXPECT_FALSE(state_offers_disk())
+			TH_LOG("hibernation offered with a poisoned page out of the direct map");
+	return nbad;
+}
+
+/* Kernel reports (scripts/lib/common.sh KERNEL_REPORT_RES, plain strings). */
+static const char * const kernel_report[] = {
+	"BUG:", "kernel BUG at", "KASAN:", "UBSAN:", "KFENCE:", "WARNING:",
+	"Oops:", "general protection fault", "Unable to handle kernel",
+	"Kernel panic", "possible recursive locking", "inconsistent lock state",
+	"circular locking dependency", "suspicious RCU usage",
+	"DEBUG_LOCKS_WARN_ON", "stall on CPU", "soft lockup", "hard LOCKUP",
+	"blocked for more than", "refcount_t: ", "list_add corruption",
+	"list_del corruption", "list_add double add", "Bad page",
+	"Call Trace:",
+};
+
+/* /dev/kmsg from now on: the kernel's messages of one test. */
+static int kmsg_open(void)
+{
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd >= 0 && lseek(fd, 0, SEEK_END) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* Logs the kernel reports among the records of @fd; returns their number. */
+static int kmsg_reports(struct __test_metadata *_metadata, int fd)
+{
+	char rec[8192], *msg, *nl;
+	int found = 0;
+	unsigned int i;
+	ssize_t n;
+
+	for (;;) {
+		n = read(fd, rec, sizeof(rec) - 1);
+		if (n < 0 && errno == EPIPE)
+			continue;	/* records overwritten meanwhile */
+		if (n <= 0)
+			break;
+		rec[n] = '\0';
+		msg = strchr(rec, ';');
+		msg = msg ? msg + 1 : rec;
+		nl = strchr(msg, '\n');
+		if (nl)
+			*nl = '\0';
+		for (i = 0; i < ARRAY_SIZE(kernel_report); i++) {
+			if (strstr(msg, kernel_report[i])) {
+				TH_LOG("kernel report: %s", msg);
+				found++;
+				break;
+			}
+		}
+	}
+	return found;
+}
+
 FIXTURE(mf) {
 	long pages;
+	int kmsg;
+	char high_water[32];
 };
 
 FIXTURE_SETUP(mf)
 {
-	int i, same;
-	long r;
-
 	if (!mfdx_available())
 		SKIP(return, "memfd_exclusive(2) is not available");
 	if (geteuid())
@@ -1312,22 +1454,24 @@ FIXTURE_SETUP(mf)
 	ASSERT_EQ(0, access(SOFT_OFFLINE, W_OK))
 		TH_LOG("no %s: MEMORY_FAILURE and MEMORY_HOTPLUG are in the test config",
 		       SOFT_OFFLINE);
+	self->kmsg = kmsg_open();
+	ASSERT_LE(0, self->kmsg) TH_LOG("/dev/kmsg: %s", strerror(errno));
 	self->pages = stat_read("pages_in_use");
-	/* What earlier tests left returning: wait until it holds still. */
-	for (i = 0, same = 0; i < SETTLE_STEPS && same < 20; i++, same++) {
-		r = stat_read("pool_returning_pages");
-		if (r != settle_base)
-			same = 0;
-		settle_base = r;
-		if (!r)
-			break;
-		usleep(10000);
-	}
-	TH_LOG("pool_returning_pages at start: %ld", settle_base);
+	ASSERT_LE(0, self->pages);
+	/* Free pool pages stay on the free lists: no trim during a test. */
+	snprintf(self->high_water, sizeof(self->high_water), "%ld",
+		 stat_read("pool_high_water_kb"));
+	ASSERT_EQ(0, stat_write("pool_high_water_kb", "65536"));
+	TH_LOG("pool at start: blocks %ld, free %ld",
+	       stat_read("pool_blocks"), stat_read("pool_free_pages"));
 }
 
 FIXTURE_TEARDOWN(mf)
 {
+	stat_write("pool_high_water_kb", self->high_water);
+	EXPECT_EQ(0, kmsg_reports(_metadata, self->kmsg))
+		TH_LOG("the kernel logged reports during this test");
+	close(self->kmsg);
 }
 
 /*
@@ -1340,8 +1484,7 @@ TEST_F_TIMEOUT(mf, madvise_on_pages_in_use, 120)
 	static const int advice[] = { MADV_SOFT_OFFLINE, MADV_HWPOISON };
 	__u64 pfn;
 	unsigned int i;
-	long extra;
-	int fd, ret, sig, rc;
+	int fd, ret, sig;
 	char *p, c;
 
 	for (i = 0; i < 2; i++) {
@@ -1369,11 +1512,7 @@ TEST_F_TIMEOUT(mf, madvise_on_pages_in_use, 120)
 		}
 		munmap(p, 2 * page_size);
 		close(fd);
-		if (pfn_hwpoisoned(pfn) == 1) {
-			rc = fault_fresh_pages(pool_sweep_pages(), pfn, &extra);
-			EXPECT_EQ(0, rc) TH_LOG("poisoned pfn %#llx: status %d, %ld extra faults",
-						(unsigned long long)pfn, rc, extra);
-		}
+		expect_poison_kept_out(_metadata, &pfn, 1);
 	}
 	EXPECT_EQ(self->pages, stat_read("pages_in_use"));
 }
@@ -1381,9 +1520,10 @@ TEST_F_TIMEOUT(mf, madvise_on_pages_in_use, 120)
 /*
  * soft_offline_page on a page in use, mapped and not mapped (the file open,
  * or only held by an O_PATH pin): the data must survive (soft offline is
- * transparent), nothing may oops.
+ * transparent: the page migrates), nothing may oops, and a page it poisons
+ * (the source of a migration) must never be handed out again.
  */
-TEST_F_TIMEOUT(mf, soft_offline_pages_in_use, 120)
+TEST_F_TIMEOUT(mf, soft_offline_pages_in_use, 300)
 {
 	__u64 pfn[4];
 	char *p, c;
@@ -1401,7 +1541,7 @@ TEST_F_TIMEOUT(mf, soft_offline_pages_in_use, 120)
 	EXPECT_EQ(0, probe(p, false, &c));
 	EXPECT_EQ('a', c);
 
-	/* Pages 1-3 written, then unmapped; 3 read-only faulted and clean. */
+	/* Pages 1-3 written, then unmapped. */
 	munmap(p, 4 * page_size);
 	err = offline_pfn(SOFT_OFFLINE, pfn[1]);
 	TH_LOG("soft offline of an unmapped page, file open: %s",
@@ -1410,6 +1550,8 @@ TEST_F_TIMEOUT(mf, soft_offline_pages_in_use, 120)
 	ASSERT_LE(0, o);
 	p = mmap(NULL, 4 * page_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	ASSERT_NE(MAP_FAILED, p);
+	EXPECT_EQ(0, probe(p, false, &c));
+	EXPECT_EQ('a', c) TH_LOG("soft offline lost the data of page 0");
 	EXPECT_EQ(0, probe(p + page_size, false, &c));
 	EXPECT_EQ('b', c) TH_LOG("soft offline lost the data of page 1");
 	EXPECT_EQ(0, probe(p + 2 * page_size, false, &c));
@@ -1424,88 +1566,21 @@ TEST_F_TIMEOUT(mf, soft_offline_pages_in_use, 120)
 	for (i = 0; i < 4; i++)
 		TH_LOG("pfn %#llx poisoned: %d", (unsigned long long)pfn[i],
 		       pfn_hwpoisoned(pfn[i]));
-}
-
-/*
- * Soft and hard offline of pages on their way back to the pool (released,
- * not yet recycled: SCHED_FIFO keeps the pool's work item off this CPU) and
- * of pages free in the pool. Nothing may oops; a poisoned page must never be
- * handed out again, and no page may be lost otherwise.
- */
-static void offline_released(struct __test_metadata *_metadata,
-			     const char *file, bool returning, long base_pages)
-{
-	struct sched_param sp = { .sched_priority = 99 };
-	__u64 pfn[8];
-	cpu_set_t cpus;
-	long extra, r = -1;
-	int fd, i, rc, err[8], poisoned = 0;
-	char *p;
-
-	/* The control: with nothing poisoned the fault count is exact. */
-	rc = fault_fresh_pages(pool_sweep_pages(), 0, &extra);
-	ASSERT_EQ(0, rc) TH_LOG("control: status %d, %ld extra faults", rc, extra);
-	ASSERT_TRUE(pool_settle());
-
-	CPU_ZERO(&cpus);
-	CPU_SET(sched_getcpu(), &cpus);
-	ASSERT_EQ(0, sched_setaffinity(0, sizeof(cpus), &cpus));
-	fd = make_faulted(_metadata, "offline-released", 0, 8, &p);
-	for (i = 0; i < 8; i++) {
-		memset(p + i * page_size, 0x77, page_size);
-		pfn[i] = pfn_of(p + i * page_size);
-		ASSERT_NE(0, pfn[i]);
-	}
-	munmap(p, 8 * page_size);
-	if (returning)
-		ASSERT_EQ(0, sched_setscheduler(0, SCHED_FIFO, &sp));
-	close(fd);
-	if (returning)
-		r = stat_read("pool_returning_pages");
-	else
-		ASSERT_TRUE(pool_settle());
-	for (i = 0; i < 8; i++)
-		err[i] = offline_pfn(file, pfn[i]);
-	if (returning) {
-		sp.sched_priority = 0;
-		sched_setscheduler(0, SCHED_OTHER, &sp);
-		EXPECT_LE(8, r) TH_LOG("pages were not caught returning (%ld)", r);
-	}
-	for (i = 0; i < 8; i++) {
-		int hw = pfn_hwpoisoned(pfn[i]);
-
-		poisoned += hw == 1;
-		TH_LOG("%s pfn %#llx: %s, poisoned %d", file,
-		       (unsigned long long)pfn[i],
-		       err[i] ? strerror(-err[i]) : "done", hw);
-	}
-	for (i = 0; i < 8; i++) {
-		if (pfn_hwpoisoned(pfn[i]) != 1)
-			continue;
-		rc = fault_fresh_pages(pool_sweep_pages(), pfn[i], &extra);
-		/* 10 extra faults, 11 pfn handed out, 12 poisoned page, 14 spun */
-		EXPECT_EQ(0, rc) TH_LOG("after poisoning pfn %#llx: status %d, %ld extra faults",
-					(unsigned long long)pfn[i], rc, extra);
-		break;
-	}
-	/* Either way the pool settles: nothing stuck on its way back. */
-	EXPECT_TRUE(pool_settle())
-		TH_LOG("pool_returning_pages stuck at %ld (%d pages poisoned)",
-		       stat_read("pool_returning_pages"), poisoned);
-	EXPECT_EQ(base_pages, stat_read("pages_in_use"));
+	expect_poison_kept_out(_metadata, pfn, 4);
 }
 
 /*
  * hard_offline_page (memory_failure()) on pages in use: a mapped page and
- * one held only by an O_PATH pin. The mapping must raise SIGBUS rather than
- * read the poisoned page, the poisoned page must never be handed out again,
- * and the other pages and the counts must be unharmed.
+ * one held only by an O_PATH pin. Each is poisoned and stays in the file's
+ * page cache: the mapping raises SIGBUS rather than read it, so does a new
+ * mapping at its offset (no fresh zero page silently replaces the lost
+ * data), and the other offsets keep their data. Once the file is gone the
+ * poisoned pages are never handed out again, and the counts are unharmed.
  */
 TEST_F_TIMEOUT(mf, hard_offline_pages_in_use, 300)
 {
 	__u64 pfn[3];
-	long extra;
-	int fd, o, err, i, rc, sig;
+	int fd, o, err, i;
 	char *p, c;
 
 	fd = make_faulted(_metadata, "hard-in-use", 0, 3, &p);
@@ -1515,48 +1590,105 @@ TEST_F_TIMEOUT(mf, hard_offline_pages_in_use, 300)
 		ASSERT_NE(0, pfn[i]);
 	}
 	err = offline_pfn(HARD_OFFLINE, pfn[0]);
-	TH_LOG("hard offline of a mapped page: %s", err ? strerror(-err) : "done");
-	sig = probe(p, false, &c);
-	if (pfn_hwpoisoned(pfn[0]) == 1)
-		EXPECT_EQ(SIGBUS, sig) TH_LOG("read %#x from a poisoned page", c);
+	EXPECT_EQ(0, err) TH_LOG("hard offline of a mapped page: %s",
+				 strerror(-err));
+	EXPECT_EQ(1, pfn_hwpoisoned(pfn[0]));
+	c = 0;
+	EXPECT_EQ(SIGBUS, probe(p, false, &c))
+		TH_LOG("read %#x from a poisoned page", c);
 	EXPECT_EQ(0, probe(p + page_size, false, &c));
 	EXPECT_EQ('y', c);
+	EXPECT_EQ(0, probe(p + 2 * page_size, false, &c));
+	EXPECT_EQ('z', c);
+	/* The poisoned page stays in the page cache: still counted. */
+	EXPECT_EQ(self->pages + 3, stat_read("pages_in_use"));
+
+	/* A new mapping: offset 0 still refused, the others intact. */
 	munmap(p, 3 * page_size);
+	p = mmap(NULL, 3 * page_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	ASSERT_NE(MAP_FAILED, p);
+	c = 0;
+	EXPECT_EQ(SIGBUS, probe(p, false, &c))
+		TH_LOG("a new mapping read %#x at the poisoned offset", c);
+	c = 0;
+	EXPECT_EQ(SIGBUS, probe(p, true, &c))
+		TH_LOG("a new mapping wrote at the poisoned offset");
+	EXPECT_EQ(0, probe(p + page_size, false, &c));
+	EXPECT_EQ('y', c);
+	EXPECT_EQ(pfn[1], pfn_of(p + page_size));
+	EXPECT_EQ(0, probe(p + 2 * page_size, false, &c));
+	EXPECT_EQ('z', c);
+	EXPECT_EQ(pfn[2], pfn_of(p + 2 * page_size));
+	munmap(p, 3 * page_size);
+
+	/* Page 2, held only by an O_PATH pin. */
 	o = opath_pin(fd);
 	ASSERT_LE(0, o);
 	close(fd);
 	err = offline_pfn(HARD_OFFLINE, pfn[2]);
-	TH_LOG("hard offline of a page held by an O_PATH pin: %s",
-	       err ? strerror(-err) : "done");
+	EXPECT_EQ(0, err) TH_LOG("hard offline of a page held by an O_PATH pin: %s",
+				 strerror(-err));
+	EXPECT_EQ(1, pfn_hwpoisoned(pfn[2]));
+	EXPECT_EQ(self->pages + 3, stat_read("pages_in_use"));
 	close(o);
-	for (i = 0; i < 3; i += 2) {
-		TH_LOG("pfn %#llx poisoned: %d", (unsigned long long)pfn[i],
-		       pfn_hwpoisoned(pfn[i]));
-		if (pfn_hwpoisoned(pfn[i]) != 1)
-			continue;
-		rc = fault_fresh_pages(pool_sweep_pages(), pfn[i], &extra);
-		EXPECT_EQ(0, rc) TH_LOG("after poisoning pfn %#llx: status %d, %ld extra faults",
-					(unsigned long long)pfn[i], rc, extra);
-	}
-	EXPECT_TRUE(pool_settle())
-		TH_LOG("pool_returning_pages stuck at %ld",
-		       stat_read("pool_returning_pages"));
 	EXPECT_EQ(self->pages, stat_read("pages_in_use"));
+	EXPECT_EQ(0, pfn_hwpoisoned(pfn[1]));
+	EXPECT_EQ(2, expect_poison_kept_out(_metadata, pfn, 3));
 }
 
-TEST_F_TIMEOUT(mf, soft_offline_pages_returning, 300)
+/*
+ * Soft or hard offline of pages free in the pool: each is poisoned and
+ * taken off the free lists at once (pool_free_pages drops by one a page),
+ * never handed out again, and its pageblock stays out of the direct map.
+ */
+static void offline_free_in_pool(struct __test_metadata *_metadata,
+				 const char *file, long base_pages)
 {
-	offline_released(_metadata, SOFT_OFFLINE, true, self->pages);
-}
+	long extra, before, after;
+	int fd, i, rc, err;
+	__u64 pfn[8];
+	char *p;
 
-TEST_F_TIMEOUT(mf, hard_offline_pages_returning, 300)
-{
-	offline_released(_metadata, HARD_OFFLINE, true, self->pages);
+	/* The control: with nothing new poisoned the fault count is exact. */
+	rc = fault_fresh_pages(pool_sweep_pages(), NULL, 0, &extra);
+	ASSERT_EQ(0, rc) TH_LOG("control: status %d, %ld extra faults", rc, extra);
+	lru_drain();	/* the control's pages are all free from here */
+
+	fd = make_faulted(_metadata, "offline-free", 0, 8, &p);
+	for (i = 0; i < 8; i++) {
+		memset(p + i * page_size, 0x77, page_size);
+		pfn[i] = pfn_of(p + i * page_size);
+		ASSERT_NE(0, pfn[i]);
+	}
+	munmap(p, 8 * page_size);
+	before = stat_read("pool_free_pages");
+	close(fd);
+	ASSERT_EQ(base_pages, stat_read("pages_in_use"));
+	/* Every page of the file is back on the free lists. */
+	ASSERT_TRUE(pool_free_reaches(before + 8))
+		TH_LOG("%ld free pages before close(), %ld after",
+		       before, stat_read("pool_free_pages"));
+	before = stat_read("pool_free_pages");
+	for (i = 0; i < 8; i++) {
+		err = offline_pfn(file, pfn[i]);
+		EXPECT_EQ(0, err) TH_LOG("%s of free pfn %#llx: %s", file,
+					 (unsigned long long)pfn[i],
+					 strerror(-err));
+		EXPECT_EQ(1, pfn_hwpoisoned(pfn[i]))
+			TH_LOG("free pfn %#llx not poisoned",
+			       (unsigned long long)pfn[i]);
+	}
+	after = stat_read("pool_free_pages");
+	EXPECT_EQ(before - 8, after)
+		TH_LOG("poisoned pages must leave the free lists: %ld free before, %ld after",
+		       before, after);
+	EXPECT_EQ(8, expect_poison_kept_out(_metadata, pfn, 8));
+	EXPECT_EQ(base_pages, stat_read("pages_in_use"));
 }
 
 TEST_F_TIMEOUT(mf, soft_offline_pages_free_in_pool, 300)
 {
-	offline_released(_metadata, SOFT_OFFLINE, false, self->pages);
+	offline_free_in_pool(_metadata, SOFT_OFFLINE, self->pages);
 }
 
 /*
@@ -1566,7 +1698,7 @@ TEST_F_TIMEOUT(mf, soft_offline_pages_free_in_pool, 300)
 
 TEST_F_TIMEOUT(mf, hard_offline_pages_free_in_pool, 300)
 {
-	offline_released(_metadata, HARD_OFFLINE, false, self->pages);
+	offline_free_in_pool(_metadata, HARD_OFFLINE, self->pages);
 }
 
 static void __attribute__((constructor)) init_page_size(void)
