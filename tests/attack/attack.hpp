@@ -46,7 +46,9 @@ struct result {
 	 * Set with outcome::succeeded on memfd_secret of a stock kernel for a
 	 * hole our kernel patches close (kernel/patches say which): shown as a
 	 * known gap of the stock backend, not a test failure. It is never set
-	 * for memfd_exclusive, nor on a kernel with memfd_exclusive.
+	 * for memfd_exclusive, nor on a kernel with memfd_exclusive, but for
+	 * one hole the xmem kernel leaves to memfd_secret: mmap of /dev/mem
+	 * without STRICT_DEVMEM (its pages are not in unmapped pageblocks).
 	 */
 	bool known_gap = false;
 };

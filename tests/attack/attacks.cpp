@@ -305,6 +305,45 @@ result dev_mem(const target &t)
 			  static_cast<std::size_t>(n), v.pat());
 }
 
+/*
+ * The same page mapped through /dev/mem instead of read: mmap_mem() maps PFNs
+ * with remap_pfn_range(), direct map or not (found by the hostile-user review
+ * of 2026-12-01). kernel/patches/0014 refuses PFNs of unmapped pageblocks;
+ * CONFIG_STRICT_DEVMEM refuses all RAM.
+ */
+result dev_mem_mmap(const target &t)
+{
+	xmem::unique_fd fd(::open("/dev/mem", O_RDONLY | O_CLOEXEC));
+	if (!fd) {
+		if (errno == ENOENT)
+			return not_applicable("no /dev/mem: CONFIG_DEVMEM is not set in this kernel");
+		fail("open /dev/mem");
+	}
+	victim v(t);
+	std::string why;
+	auto pfn = pfn_of(v.pid(), v.addr(), why);
+	if (!pfn)
+		fail(EINVAL, "pagemap: " + why);
+	void *p = ::mmap(nullptr, page_size(), PROT_READ, MAP_SHARED, fd.get(),
+			 static_cast<off_t>(*pfn * page_size()));
+	if (p == MAP_FAILED) {
+		int e = errno;
+		if (e == EPERM && t.control())
+			return not_applicable("refused-by-kernel-config: /dev/mem mmap of RAM: EPERM "
+					      "(CONFIG_STRICT_DEVMEM)");
+		return blocked("mmap /dev/mem: " + errname(e));
+	}
+	result r = judge_read("mmap /dev/mem at pfn " + hexaddr(*pfn), p, page_size(), v.pat());
+	::munmap(p, page_size());
+	if (r.out == outcome::succeeded && t.backend == xmem::backend::secret) {
+		/* secretmem's single pages are not in the unmapped pageblocks 0014 refuses. */
+		r.known_gap = true;
+		r.detail += " (memfd_secret pages are not in MIGRATE_UNMAPPED pageblocks, which "
+			    "kernel/patches/0014 refuses; CONFIG_STRICT_DEVMEM refuses all RAM)";
+	}
+	return r;
+}
+
 result kcore_after_release(const target &t)
 {
 	std::string why;
@@ -767,6 +806,7 @@ constexpr attack all[] = {
 	{"proc_fd_reopen_mmap", "open /proc/PID/fd/N, mmap it", proc_fd_reopen_mmap},
 	{"kcore_direct_map", "/proc/kcore at the page's direct-map address", kcore_direct_map},
 	{"dev_mem", "/dev/mem at the page's physical address", dev_mem},
+	{"dev_mem_mmap", "mmap /dev/mem at the page's physical address", dev_mem_mmap},
 	{"vmsplice", "vmsplice the memory into a pipe", vmsplice_attack},
 	{"splice_from_fd", "splice from the fd", splice_from_fd},
 	{"sendfile_from_fd", "sendfile from the fd", sendfile_from_fd},

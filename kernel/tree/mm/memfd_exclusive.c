@@ -251,7 +251,9 @@ static struct folio *mfdx_get_folio(struct inode *inode, pgoff_t index)
 		 * pages cannot be reclaimed, so over memory.max the memcg OOM
 		 * killer could only kill: __GFP_RETRY_MAYFAIL makes the charge
 		 * reclaim what else it can and then fail, and the fault gets
-		 * SIGBUS as over RLIMIT_MEMLOCK.
+		 * SIGBUS as over RLIMIT_MEMLOCK. (The task's next ordinary
+		 * charge in the full cgroup, an anonymous fault say, still
+		 * invokes the memcg OOM killer as for any other task.)
 		 */
 		err = filemap_add_folio(mapping, folio, index,
 					gfp | __GFP_RETRY_MAYFAIL);

@@ -21,6 +21,7 @@ void unmapped_folio_zero_segment(struct folio *folio, size_t start,
 				 size_t end);
 unsigned long unmapped_pages_out(void);
 unsigned long unmapped_release_free(void);
+bool pfn_range_has_unmapped(unsigned long pfn, unsigned long nr_pages);
 #else
 static inline struct folio *alloc_unmapped_folio(gfp_t gfp)
 {
@@ -40,6 +41,12 @@ static inline unsigned long unmapped_pages_out(void)
 static inline unsigned long unmapped_release_free(void)
 {
 	return 0;
+}
+
+static inline bool pfn_range_has_unmapped(unsigned long pfn,
+					  unsigned long nr_pages)
+{
+	return false;
 }
 #endif
 
