@@ -277,22 +277,38 @@ result kcore_direct_map(const target &t)
 	return blocked("/proc/kcore " + seen + ", no pattern");
 }
 
-result dev_mem(const target &t)
+/*
+ * The set-up of the /dev/mem attacks: /dev/mem opened read-only (an invalid
+ * fd when the kernel has none, CONFIG_DEVMEM off), and the page frame of the
+ * victim's first page from /proc/PID/pagemap.
+ */
+xmem::unique_fd open_dev_mem()
 {
 	xmem::unique_fd fd(::open("/dev/mem", O_RDONLY | O_CLOEXEC));
-	if (!fd) {
-		if (errno == ENOENT)
-			return not_applicable("no /dev/mem: CONFIG_DEVMEM is not set in this kernel");
+	if (!fd && errno != ENOENT)
 		fail("open /dev/mem");
-	}
-	victim v(t);
+	return fd;
+}
+
+std::uint64_t first_pfn(const victim &v)
+{
 	std::string why;
 	auto pfn = pfn_of(v.pid(), v.addr(), why);
 	if (!pfn)
 		fail(EINVAL, "pagemap: " + why);
+	return *pfn;
+}
+
+result dev_mem(const target &t)
+{
+	xmem::unique_fd fd = open_dev_mem();
+	if (!fd)
+		return not_applicable("no /dev/mem: CONFIG_DEVMEM is not set in this kernel");
+	victim v(t);
+	std::uint64_t pfn = first_pfn(v);
 	std::vector<std::uint8_t> buf(page_size());
 	ssize_t n = ::pread(fd.get(), buf.data(), buf.size(),
-			    static_cast<off_t>(*pfn * page_size()));
+			    static_cast<off_t>(pfn * page_size()));
 	if (n < 0) {
 		int e = errno;
 		if (e == EPERM && t.control())
@@ -301,7 +317,7 @@ result dev_mem(const target &t)
 		return blocked("pread /dev/mem: " + errname(e) +
 			       (e == EPERM ? " (refused-by-kernel-config: CONFIG_STRICT_DEVMEM)" : ""));
 	}
-	return judge_read("pread /dev/mem at pfn " + hexaddr(*pfn), buf.data(),
+	return judge_read("pread /dev/mem at pfn " + hexaddr(pfn), buf.data(),
 			  static_cast<std::size_t>(n), v.pat());
 }
 
@@ -313,19 +329,13 @@ result dev_mem(const target &t)
  */
 result dev_mem_mmap(const target &t)
 {
-	xmem::unique_fd fd(::open("/dev/mem", O_RDONLY | O_CLOEXEC));
-	if (!fd) {
-		if (errno == ENOENT)
-			return not_applicable("no /dev/mem: CONFIG_DEVMEM is not set in this kernel");
-		fail("open /dev/mem");
-	}
+	xmem::unique_fd fd = open_dev_mem();
+	if (!fd)
+		return not_applicable("no /dev/mem: CONFIG_DEVMEM is not set in this kernel");
 	victim v(t);
-	std::string why;
-	auto pfn = pfn_of(v.pid(), v.addr(), why);
-	if (!pfn)
-		fail(EINVAL, "pagemap: " + why);
+	std::uint64_t pfn = first_pfn(v);
 	void *p = ::mmap(nullptr, page_size(), PROT_READ, MAP_SHARED, fd.get(),
-			 static_cast<off_t>(*pfn * page_size()));
+			 static_cast<off_t>(pfn * page_size()));
 	if (p == MAP_FAILED) {
 		int e = errno;
 		if (e == EPERM && t.control())
@@ -333,7 +343,7 @@ result dev_mem_mmap(const target &t)
 					      "(CONFIG_STRICT_DEVMEM)");
 		return blocked("mmap /dev/mem: " + errname(e));
 	}
-	result r = judge_read("mmap /dev/mem at pfn " + hexaddr(*pfn), p, page_size(), v.pat());
+	result r = judge_read("mmap /dev/mem at pfn " + hexaddr(pfn), p, page_size(), v.pat());
 	::munmap(p, page_size());
 	if (r.out == outcome::succeeded && t.backend == xmem::backend::secret) {
 		/* secretmem's single pages are not in the unmapped pageblocks 0014 refuses. */
