@@ -268,6 +268,31 @@ void channel::send_request(std::string_view name)
 	send(h);
 }
 
+std::string channel::receive_request(std::error_code &ec) noexcept
+{
+	/* Room for one fd, so that a request carrying any is seen and refused. */
+	message m = receive_one(1, ec);
+	if (ec)
+		return {};
+	if (m.header.kind != wire::kind::request || m.header.batch_count != 0) {
+		ec = errc::bad_header;
+		return {};
+	}
+	if (!m.fds.empty()) {
+		ec = errc::too_many_fds;
+		return {};
+	}
+	return std::move(m.header.name);
+}
+
+std::string channel::receive_request()
+{
+	std::error_code ec;
+	std::string name = receive_request(ec);
+	detail::throw_if(ec, "receiving an xmem request");
+	return name;
+}
+
 void channel::send_memory(const memory &mem, std::string_view name)
 {
 	wire::header h;

@@ -144,6 +144,20 @@ public:
 	/* Asks the peer for the region called @name. */
 	void send_request(std::string_view name);
 	/*
+	 * The server's side of send_request(): receives one request and returns
+	 * the name asked for (at most wire::name_max bytes). Read the request
+	 * before replying to it (send_memory(), send_error()) and before closing:
+	 * a unix(7) socket closed with a message unread resets the peer's
+	 * connection (its next recvmsg is ECONNRESET, and the reply it has not
+	 * read yet comes only after that error), and a peer that sends its
+	 * request after the close gets EPIPE. Errors: those of receive();
+	 * errc::bad_header when the message is not a request or is part of a
+	 * batch; errc::too_many_fds when it carries fds (closed: requests carry
+	 * none, docs/protocol.md).
+	 */
+	std::string receive_request();
+	std::string receive_request(std::error_code &ec) noexcept;
+	/*
 	 * Sends @mem, announcing its current size and seals as the kernel reports
 	 * them (memory::size(), F_GET_SEALS); memfd_secret: the size it was given,
 	 * which cannot change, and no seals, without asking.

@@ -77,6 +77,55 @@ BOOST_AUTO_TEST_CASE(memory_round_trip)
 	BOOST_TEST(test::open_fd_count() == before);
 }
 
+/*
+ * receive_request(), the server's side of send_request(): the name comes
+ * back; a memory or error message, a batch part, or a request carrying an fd
+ * is refused, and the fd is closed.
+ */
+BOOST_AUTO_TEST_CASE(request_is_received_and_other_messages_refused)
+{
+	auto [a, b] = channel::pair();
+	const std::size_t before = test::open_fd_count();
+	a.send_request("signing-key");
+	BOOST_TEST(b.receive_request() == "signing-key");
+
+	std::error_code ec;
+	a.send_error(ENOENT, "x");
+	b.receive_request(ec);
+	BOOST_TEST((ec == errc::bad_header));
+
+	{
+		memory mem = ordinary(4096);
+		a.send_memory(mem, "m");
+	}
+	b.receive_request(ec);
+	BOOST_TEST((ec == errc::bad_header));
+	BOOST_TEST(test::open_fd_count() == before);
+
+	wire::header h;
+	h.kind = wire::kind::request;
+	h.name = "with-fd";
+	int efd = ::eventfd(0, EFD_CLOEXEC);
+	BOOST_REQUIRE(efd >= 0);
+	a.send(h, std::vector<borrowed_fd>{borrowed_fd(efd)});
+	::close(efd);
+	b.receive_request(ec);
+	BOOST_TEST((ec == errc::too_many_fds));
+
+	wire::header part;
+	part.kind = wire::kind::request;
+	part.name = "part";
+	a.send_batch(part, {});
+	b.receive_request(ec);
+	BOOST_TEST((ec == errc::bad_header));
+	BOOST_TEST(test::open_fd_count() == before);
+
+	a = channel();
+	b.receive_request(ec);
+	BOOST_TEST((ec == errc::peer_closed));
+	BOOST_CHECK_THROW(b.receive_request(), std::system_error);
+}
+
 BOOST_AUTO_TEST_CASE(peer_credentials_and_allow_list)
 {
 	auto [a, b] = channel::pair();
