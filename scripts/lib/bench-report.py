@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 """Turn build/bench/directmap.json (tests/bench/directmap.c) into a markdown table
 (directmap.md, printed too) and a plot (directmap.png, with matplotlib)."""
 import json

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Shared helpers for scripts/kernel-build and scripts/vm-run. Source it; do not run it.
 # shellcheck shell=bash
 

@@ -1,4 +1,5 @@
 #!/bin/busybox sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # PID 1 of the xmem test VM: scripts/vm-run packs this file as /init of a busybox initramfs.
 #
 # It mounts the host's / (9p tag "hostroot", read-only) on /root and the per-run control

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Writes the seed corpus of the fuzz targets (tests/fuzz/corpus/*). The seeds are
 # committed; run this again only when the wire layout changes (include/xmem/wire.hpp).
 import os, struct

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Runs inside the patched kernel (scripts/vm-run, host root read-only, the
 # repository's build/ read-write). Every step must pass; a missing feature
 # fails, it never skips: this kernel is built from our own config.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Kernel-side tests of memfd_exclusive(2), run INSIDE the test VM (the guest
 # chroots into the host root read-only; /tmp is tmpfs; debugfs is mounted at
 # /sys/kernel/debug).

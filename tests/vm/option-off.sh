@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Runs inside the test kernel built with CONFIG_MEMFD_EXCLUSIVE off
 # (scripts/kernel-build --option-off; scripts/vm-run --kernel ...). Checks that
 # such a kernel behaves as one without the system call, and that libxmem then

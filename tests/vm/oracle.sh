@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # The test of scripts/vm-run's oracle: a kernel report fails the run whatever the log volume.
 #
 # Usage: tests/vm/oracle.sh [--debug] [--kernel PATH] [CASE...]
@@ -132,7 +133,7 @@ while (($#)); do
 	case $1 in
 	--debug) vm_args+=(--debug); debug=1 ;;
 	--kernel) vm_args+=(--kernel "$2"); kernel=$2; shift ;;
-	-h | --help) sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
+	-h | --help) sed -n '3,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"; exit 0 ;;
 	control | warn | kasan | list | lockdep | hung | lockup | rcu) only+=("$1") ;;
 	*) echo "oracle: unknown argument '$1'" >&2; exit 2 ;;
 	esac

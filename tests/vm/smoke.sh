@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Smoke test of the test VM: run inside it with `scripts/vm-run -- tests/vm/smoke.sh`.
 # Checks that the guest kernel has every feature the xmem tests rely on. A missing feature is
 # a failure naming it, never a skip: the test kernel's config promises all of them.

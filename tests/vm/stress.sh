@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # In the debug kernel (KASAN, lockdep, DEBUG_VM, DEBUG_PAGEALLOC): first the KUnit
 # results and the kselftest (tests/vm/kernel-tests.sh), then tests/vm/stress.c:
 # threads and processes faulting, truncating, sealing, passing and closing

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
 # Hostile-user tests for the debug kernel (KASAN, lockdep, DEBUG_VM): tests/vm/torture.c (fault,
 # truncate, seal, mremap, madvise, fork, O_PATH reopen, close, compaction, drop_caches, soft
 # offline and memory.max pressure at once) and then tests/vm/sysfuzz.c (a seeded syscall fuzzer
