@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * <xmem/version.h> as a C program sees it: the macros equal the version
- * meson was given (WANT_*, from tests/abi/meson.build) and XMEM_VERSION
+ * meson was given (WANT_*, from tests/abi/meson.build) and XMEM_VERSION_NUMBER
  * orders versions. Exit 0 when they do, 1 (with what differed) otherwise.
  */
 #include <xmem/version.h>
@@ -14,8 +14,8 @@
 #error "xmem/version.h lacks a macro"
 #endif
 
-#if XMEM_VERSION < 100
-#error "XMEM_VERSION is not a number usable in #if"
+#if XMEM_VERSION_NUMBER < 100
+#error "XMEM_VERSION_NUMBER is not a number usable in #if"
 #endif
 
 int main(void)
@@ -28,9 +28,9 @@ int main(void)
 			XMEM_VERSION_MINOR, XMEM_VERSION_PATCH, WANT_MAJOR, WANT_MINOR, WANT_PATCH);
 		bad = 1;
 	}
-	if (XMEM_VERSION != WANT_MAJOR * 10000 + WANT_MINOR * 100 + WANT_PATCH) {
-		fprintf(stderr, "XMEM_VERSION %d is not major * 10000 + minor * 100 + patch\n",
-			XMEM_VERSION);
+	if (XMEM_VERSION_NUMBER != WANT_MAJOR * 10000 + WANT_MINOR * 100 + WANT_PATCH) {
+		fprintf(stderr, "XMEM_VERSION_NUMBER %d is not major * 10000 + minor * 100 + patch\n",
+			XMEM_VERSION_NUMBER);
 		bad = 1;
 	}
 	if (strcmp(XMEM_VERSION_STRING, WANT_STRING) != 0 || XMEM_SOVERSION != WANT_SOVERSION) {
@@ -38,7 +38,7 @@ int main(void)
 			XMEM_VERSION_STRING, WANT_STRING, XMEM_SOVERSION, WANT_SOVERSION);
 		bad = 1;
 	}
-	printf("xmem/version.h: %s, XMEM_VERSION %d, soname libxmem.so.%d\n", XMEM_VERSION_STRING,
-	       XMEM_VERSION, XMEM_SOVERSION);
+	printf("xmem/version.h: %s, XMEM_VERSION_NUMBER %d, soname libxmem.so.%d\n", XMEM_VERSION_STRING,
+	       XMEM_VERSION_NUMBER, XMEM_SOVERSION);
 	return bad;
 }
