@@ -78,6 +78,16 @@ static atomic_long_t unmapped_stat_tlb_flushes;
 
 VISIBLE_IF_KUNIT bool mfdx_pool_test_fail_grow;
 EXPORT_SYMBOL_IF_KUNIT(mfdx_pool_test_fail_grow);
+/*
+ * KUnit: the next grow takes an extra reference on the first page of its
+ * block before add_unmapped_pageblock(), as a speculative holder (a pfn
+ * walker, a GUP-fast or page-cache lookup of a stale pointer) could, and
+ * leaves the page in mfdx_pool_test_held_page for the test to drop.
+ */
+VISIBLE_IF_KUNIT bool mfdx_pool_test_hold_grow;
+EXPORT_SYMBOL_IF_KUNIT(mfdx_pool_test_hold_grow);
+VISIBLE_IF_KUNIT struct page *mfdx_pool_test_held_page;
+EXPORT_SYMBOL_IF_KUNIT(mfdx_pool_test_held_page);
 
 static void unmapped_trim_fn(struct work_struct *work);
 static DECLARE_DELAYED_WORK(unmapped_trim_work, unmapped_trim_fn);
@@ -231,6 +241,11 @@ static struct page *unmapped_grow(int nid, gfp_t gfp, bool hard)
 
 	atomic_long_inc(&unmapped_nr_blocks);
 	atomic_long_inc(&unmapped_stat_block_allocs);
+	if (mfdx_pool_test_hold_grow) {
+		mfdx_pool_test_hold_grow = false;
+		get_page(page);
+		mfdx_pool_test_held_page = page;
+	}
 	return add_unmapped_pageblock(page, gfp);
 }
 
