@@ -5,7 +5,8 @@
  * reading memory through its own mappings (secretmem, guest_memfd).
  *
  * The page allocator keeps these pages on free lists of their own,
- * MIGRATE_UNMAPPED (mm/page_alloc.c, see free_unmapped_pageblock()). This
+ * MIGRATE_UNMAPPED (mm/page_alloc.c, see add_unmapped_pageblock(),
+ * rmqueue_unmapped() and release_unmapped_pageblocks()). This
  * file decides when those lists grow and shrink, and zeroes pages through a
  * temporary mapping:
  *
