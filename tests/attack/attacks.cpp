@@ -229,10 +229,10 @@ result pidfd_getfd_mmap(const target &t)
 	result r = map_and_read("pidfd_getfd", fd.get(), v);
 	if (r.out == outcome::succeeded && t.backend == xmem::backend::secret &&
 	    !xmem::probe_kernel().exclusive) {
-		/* kernel/patches/0010: __pidfd_fget() refuses AS_NO_DIRECT_MAP files. */
+		/* kernel/patches/0008: __pidfd_fget() refuses AS_NO_DIRECT_MAP files. */
 		r.known_gap = true;
 		r.detail += " (stock kernel: pidfd_getfd() checks only ptrace access; the xmem "
-			    "kernel refuses it, kernel/patches/0010)";
+			    "kernel refuses it, kernel/patches/0008)";
 	}
 	return r;
 }
@@ -324,7 +324,7 @@ result dev_mem(const target &t)
 /*
  * The same page mapped through /dev/mem instead of read: mmap_mem() maps PFNs
  * with remap_pfn_range(), direct map or not (found by the hostile-user review
- * of 2026-12-01). kernel/patches/0014 refuses PFNs of unmapped pageblocks;
+ * of 2026-12-01). kernel/patches/0007 refuses PFNs of unmapped pageblocks;
  * CONFIG_STRICT_DEVMEM refuses all RAM.
  */
 result dev_mem_mmap(const target &t)
@@ -346,10 +346,10 @@ result dev_mem_mmap(const target &t)
 	result r = judge_read("mmap /dev/mem at pfn " + hexaddr(pfn), p, page_size(), v.pat());
 	::munmap(p, page_size());
 	if (r.out == outcome::succeeded && t.backend == xmem::backend::secret) {
-		/* secretmem's single pages are not in the unmapped pageblocks 0014 refuses. */
+		/* secretmem's single pages are not in the unmapped pageblocks kernel/patches/0007 refuses. */
 		r.known_gap = true;
 		r.detail += " (memfd_secret pages are not in MIGRATE_UNMAPPED pageblocks, which "
-			    "kernel/patches/0014 refuses; CONFIG_STRICT_DEVMEM refuses all RAM)";
+			    "kernel/patches/0007 refuses; CONFIG_STRICT_DEVMEM refuses all RAM)";
 	}
 	return r;
 }

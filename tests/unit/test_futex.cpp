@@ -6,7 +6,7 @@
  * receive_memory(), SCM_RIGHTS) and each map it on their own.
  *
  * Every shared futex operation there needs a kernel that keys such futexes
- * by inode and offset without GUP of the page (xmem's kernel patch 0012):
+ * by inode and offset without GUP of the page (xmem's kernel patch 0005):
  * before it, FUTEX_WAIT and FUTEX_WAKE on memfd_secret and memfd_exclusive
  * memory fail with EFAULT, and glibc aborts in pthread_cond_wait().
  *
@@ -259,7 +259,7 @@ int probe_shared_futex(std::string &why)
 		if (err == EFAULT && b == backend::secret && !probe_kernel().exclusive) {
 			why = "FUTEX_WAKE on memfd_secret memory fails with EFAULT: this kernel "
 			      "keys shared futexes by their page, which GUP refuses there (fixed "
-			      "by xmem's kernel patch 0012; run in the VM, tests/vm/guest-tests.sh)";
+			      "by xmem's kernel patch 0005; run in the VM, tests/vm/guest-tests.sh)";
 			return 0;
 		}
 		why = std::string("FUTEX_WAKE on ") + std::string(to_string(b)) +

@@ -178,16 +178,22 @@ static void mfdx_zero_tail(struct folio *folio, size_t from)
 
 /*
  * RLIMIT_MEMLOCK accounting, per page as it is faulted in, against the user
- * that created the file and the limit of the task that faults.
+ * that created the file and the limit of the task that faults. As for
+ * mlock_future_ok() in mfdx_mmap() and user_shm_lock() (mm/mlock.c),
+ * CAP_IPC_LOCK lifts the limit; the pages are still counted.
  */
 static bool mfdx_account(struct mfdx_inode *mi, unsigned long nr_pages)
 {
 	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
 	unsigned long cur = atomic_long_read(&mi->user->locked_vm);
+	bool unlimited = false;
 
 	do {
-		if (cur + nr_pages > limit)
-			return false;
+		if (!unlimited && cur + nr_pages > limit) {
+			if (!capable(CAP_IPC_LOCK))
+				return false;
+			unlimited = true;
+		}
 	} while (!atomic_long_try_cmpxchg(&mi->user->locked_vm, &cur,
 					  cur + nr_pages));
 
@@ -302,10 +308,19 @@ static vm_fault_t mfdx_fault(struct vm_fault *vmf)
 	filemap_invalidate_unlock_shared(mapping);
 
 	if (IS_ERR(folio)) {
-		if (PTR_ERR(folio) == -ENOMEM)
-			return VM_FAULT_OOM;
 		if (PTR_ERR(folio) == -EHWPOISON)
 			return VM_FAULT_HWPOISON;
+		/*
+		 * -ENOMEM: the pool is empty and no free pageblock could be
+		 * taken out of the direct map. That allocation is of pageblock
+		 * order, for which the page allocator never invokes the OOM
+		 * killer, so VM_FAULT_OOM would only make
+		 * pagefault_out_of_memory() retry the fault forever. Fail it
+		 * as hugetlbfs does when its pool is empty.
+		 */
+		if (PTR_ERR(folio) == -ENOMEM)
+			pr_warn_ratelimited("no free pageblock to take out of the direct map: SIGBUS to %s[%d]\n",
+					    current->comm, task_pid_nr(current));
 		/* Beyond EOF, over RLIMIT_MEMLOCK or over memory.max. */
 		return VM_FAULT_SIGBUS;
 	}

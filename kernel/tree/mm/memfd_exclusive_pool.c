@@ -5,7 +5,8 @@
  * reading memory through its own mappings (secretmem, guest_memfd).
  *
  * The page allocator keeps these pages on free lists of their own,
- * MIGRATE_UNMAPPED (mm/page_alloc.c, see free_unmapped_pageblock()). This
+ * MIGRATE_UNMAPPED (mm/page_alloc.c, see add_unmapped_pageblock(),
+ * rmqueue_unmapped() and release_unmapped_pageblocks()). This
  * file decides when those lists grow and shrink, and zeroes pages through a
  * temporary mapping:
  *
@@ -46,6 +47,7 @@
 #define pr_fmt(fmt) "memfd_exclusive: " fmt
 
 #include <linux/gfp.h>
+#include <linux/ioport.h>
 #include <linux/kobject.h>
 #include <linux/mm.h>
 #include <linux/mmzone.h>
@@ -78,6 +80,16 @@ static atomic_long_t unmapped_stat_tlb_flushes;
 
 VISIBLE_IF_KUNIT bool mfdx_pool_test_fail_grow;
 EXPORT_SYMBOL_IF_KUNIT(mfdx_pool_test_fail_grow);
+/*
+ * KUnit: the next grow takes an extra reference on the first page of its
+ * block before add_unmapped_pageblock(), as a speculative holder (a pfn
+ * walker, a GUP-fast or page-cache lookup of a stale pointer) could, and
+ * leaves the page in mfdx_pool_test_held_page for the test to drop.
+ */
+VISIBLE_IF_KUNIT bool mfdx_pool_test_hold_grow;
+EXPORT_SYMBOL_IF_KUNIT(mfdx_pool_test_hold_grow);
+VISIBLE_IF_KUNIT struct page *mfdx_pool_test_held_page;
+EXPORT_SYMBOL_IF_KUNIT(mfdx_pool_test_held_page);
 
 static void unmapped_trim_fn(struct work_struct *work);
 static DECLARE_DELAYED_WORK(unmapped_trim_work, unmapped_trim_fn);
@@ -198,6 +210,28 @@ static void unmapped_flush_kernel(struct page *page, unsigned long nr)
 }
 
 /*
+ * unmapped_revoke_devmem - zap every /dev/mem mapping of @page's pageblock
+ *
+ * mmap_mem() (drivers/char/mem.c) refuses a range holding an unmapped
+ * pageblock, but a mapping of that RAM made before the block became
+ * unmapped keeps its frames (remap_pfn_range() populated them). Every
+ * /dev/mem file shares iomem_get_mapping() as its address_space, so zapping
+ * the range there reaches them all, as revoke_iomem() does for a driver's
+ * region: a later access through such a mapping gets SIGBUS (it has no
+ * ->fault). Called after the pageblock type is set, so a new mmap_mem()
+ * sees it and refuses; before any page of the block reaches its user.
+ * Without this, root read and wrote a file's pages through a /dev/mem
+ * mapping of all RAM made beforehand (hostile review of 2026-12-01, N1).
+ */
+static void unmapped_revoke_devmem(struct page *page)
+{
+	if (!IS_ENABLED(CONFIG_DEVMEM))
+		return;
+	unmap_mapping_range(iomem_get_mapping(), PFN_PHYS(page_to_pfn(page)),
+			    PAGE_SIZE << pageblock_order, 1);
+}
+
+/*
  * unmapped_grow - add one pageblock of node @nid to the unmapped lists
  * @hard: reclaim and compact as hard as may fail, not just lightly
  *
@@ -206,7 +240,7 @@ static void unmapped_flush_kernel(struct page *page, unsigned long nr)
  */
 static struct page *unmapped_grow(int nid, gfp_t gfp, bool hard)
 {
-	struct page *page;
+	struct page *page, *taken;
 	int err;
 
 	if (mfdx_pool_test_fail_grow)
@@ -231,7 +265,14 @@ static struct page *unmapped_grow(int nid, gfp_t gfp, bool hard)
 
 	atomic_long_inc(&unmapped_nr_blocks);
 	atomic_long_inc(&unmapped_stat_block_allocs);
-	return add_unmapped_pageblock(page, gfp);
+	if (mfdx_pool_test_hold_grow) {
+		mfdx_pool_test_hold_grow = false;
+		get_page(page);
+		mfdx_pool_test_held_page = page;
+	}
+	taken = add_unmapped_pageblock(page, gfp);
+	unmapped_revoke_devmem(page);
+	return taken;
 }
 
 /* An order-0 page from the unmapped lists of node @nid, or NULL. */

@@ -45,6 +45,8 @@ extern const struct attribute_group mfdx_pool_attr_group;
 
 #if IS_ENABLED(CONFIG_KUNIT)
 extern bool mfdx_pool_test_fail_grow;
+extern bool mfdx_pool_test_hold_grow;
+extern struct page *mfdx_pool_test_held_page;
 
 bool mfdx_pool_owns_page(struct page *page);
 void mfdx_pool_trim(void);

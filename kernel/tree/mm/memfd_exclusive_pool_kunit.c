@@ -406,6 +406,48 @@ static void pool_test_grow_failure(struct kunit *test)
 }
 
 /*
+ * A speculative reference on the first page of a growing block (mm review of
+ * 2026-12-01, A1): add_unmapped_pageblock() cannot free the block whole, so it
+ * frees the rest in pieces at once and the first page goes to the unmapped
+ * lists when its holder lets go. Nothing is lost, nothing is mapped back.
+ */
+static void pool_test_grow_speculative_ref(struct kunit *test)
+{
+	unsigned long blocks;
+	struct folio *folio;
+	struct page *held;
+
+	pool_shrink_all();
+	KUNIT_ASSERT_EQ_MSG(test, mfdx_pool_free_pages(), 0UL,
+			    "free unmapped pages left: the allocation would not grow");
+	blocks = mfdx_pool_nr_blocks();
+	mfdx_pool_test_held_page = NULL;
+	mfdx_pool_test_hold_grow = true;
+	folio = mfdx_pool_alloc(GFP_KERNEL);
+	mfdx_pool_test_hold_grow = false;
+	held = mfdx_pool_test_held_page;
+	KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
+	KUNIT_ASSERT_NOT_NULL(test, held);
+	KUNIT_EXPECT_NE(test, &folio->page, held);
+	KUNIT_EXPECT_EQ(test, mfdx_pool_nr_blocks(), blocks + 1);
+	/* All but the held page and the one handed out. */
+	KUNIT_EXPECT_EQ(test, mfdx_pool_free_pages(), pageblock_nr_pages - 2);
+	KUNIT_EXPECT_TRUE(test, mfdx_pool_owns_page(held));
+	KUNIT_EXPECT_FALSE(test, kernel_page_present(held));
+
+	put_page(held);
+	KUNIT_EXPECT_EQ(test, mfdx_pool_free_pages(), pageblock_nr_pages - 1);
+	KUNIT_EXPECT_FALSE(test, kernel_page_present(held));
+	folio_put(folio);
+	KUNIT_EXPECT_EQ(test, mfdx_pool_free_pages(), pageblock_nr_pages);
+	pool_expect_consistent(test);
+	/* The whole block is free again, so it can go back. */
+	pool_shrink_all();
+	KUNIT_EXPECT_EQ(test, mfdx_pool_nr_blocks(), blocks);
+	KUNIT_EXPECT_TRUE(test, kernel_page_present(held));
+}
+
+/*
  * ->free_folio with the refcount frozen: remove_mapping() takes a clean,
  * locked page of a file out of its page cache the way reclaim and
  * memory_failure do (__remove_mapping(): refcount frozen to 0, page cache
@@ -538,6 +580,7 @@ static struct kunit_case memfd_exclusive_pool_cases[] = {
 	KUNIT_CASE(pool_test_cycles),
 	KUNIT_CASE(pool_test_contig_refused),
 	KUNIT_CASE(pool_test_grow_failure),
+	KUNIT_CASE(pool_test_grow_speculative_ref),
 	KUNIT_CASE(pool_test_frozen_free_folio),
 	KUNIT_CASE(pool_test_file),
 	{}

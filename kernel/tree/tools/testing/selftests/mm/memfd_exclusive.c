@@ -20,6 +20,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,8 +93,11 @@ static void probe_handler(int sig)
 	siglongjmp(probe_env, sig);
 }
 
-/* Returns 0 if the write went through, else the signal it raised. */
-static int probe_write(char *p, char c)
+/*
+ * Writes @c at @p (@write) or reads the byte there into *@c. Returns 0 if
+ * the access went through, else the signal it raised.
+ */
+static int probe_access(volatile char *p, char *c, bool write)
 {
 	struct sigaction sa = { .sa_handler = probe_handler };
 	struct sigaction old_bus, old_segv;
@@ -103,13 +107,21 @@ static int probe_write(char *p, char c)
 	sigaction(SIGSEGV, &sa, &old_segv);
 	sig = sigsetjmp(probe_env, 1);
 	if (!sig) {
-		*p = c;
-		/* The store must happen here, between the handlers. */
+		if (write)
+			*p = *c;
+		else
+			*c = *p;
+		/* The access must happen here, between the handlers. */
 		asm volatile("" : : : "memory");
 	}
 	sigaction(SIGBUS, &old_bus, NULL);
 	sigaction(SIGSEGV, &old_segv, NULL);
 	return sig;
+}
+
+static int probe_write(char *p, char c)
+{
+	return probe_access(p, &c, true);
 }
 
 /* Reads a number from /sys/kernel/mm/memfd_exclusive/@name, -1 on error. */
@@ -719,13 +731,13 @@ TEST(o_direct_read)
 }
 
 /*
- * Pages are charged to RLIMIT_MEMLOCK as they are faulted in, even for a
- * caller with CAP_IPC_LOCK (which passes the mmap()-time check): the fault
- * over the limit raises SIGBUS, and the charge goes away with the file.
+ * Pages are charged to RLIMIT_MEMLOCK of the file's creator as they are
+ * faulted in: two processes of one user, each within its own mmap()-time
+ * limit (mlock_future_ok() counts one mm), together go over it, and the
+ * fault over the limit raises SIGBUS. The charge goes away with the file.
  */
 TEST(rlimit_memlock)
 {
-	const size_t pages = 64;
 	int status, fd;
 	pid_t pid;
 	char *p;
@@ -736,21 +748,41 @@ TEST(rlimit_memlock)
 	ASSERT_LE(0, pid);
 	if (!pid) {
 		struct rlimit rl = { 8 * page_size, 8 * page_size };
+		int st, fd2;
+		pid_t gc;
 		size_t i;
 
-		if (setrlimit(RLIMIT_MEMLOCK, &rl))
+		/* An unprivileged user of its own: no CAP_IPC_LOCK. */
+		if (setrlimit(RLIMIT_MEMLOCK, &rl) || setgid(51234) || setuid(51234))
 			_exit(2);
-		fd = sys_memfd_exclusive("rlimit", 0);
-		if (fd < 0 || ftruncate(fd, pages * page_size))
+		fd = sys_memfd_exclusive("rlimit-a", 0);
+		if (fd < 0 || ftruncate(fd, 6 * page_size))
 			_exit(3);
-		p = map(fd, pages, PROT_READ | PROT_WRITE);
+		p = map(fd, 6, PROT_READ | PROT_WRITE);
 		if (p == MAP_FAILED)
 			_exit(4);
-		for (i = 0; i < pages; i++) {
-			if (probe_write(p + i * page_size, 1) == SIGBUS)
-				_exit(i <= 8 ? 0 : 5);
+		for (i = 0; i < 6; i++)
+			if (probe_write(p + i * page_size, 1))
+				_exit(5);
+		/* A child's mm starts with no locked memory; the user's charge stays. */
+		gc = fork();
+		if (gc < 0)
+			_exit(6);
+		if (!gc) {
+			fd2 = sys_memfd_exclusive("rlimit-b", 0);
+			if (fd2 < 0 || ftruncate(fd2, 6 * page_size))
+				_exit(7);
+			p = map(fd2, 6, PROT_READ | PROT_WRITE);
+			if (p == MAP_FAILED)
+				_exit(8);
+			for (i = 0; i < 6; i++)
+				if (probe_write(p + i * page_size, 1) == SIGBUS)
+					_exit(i == 2 ? 0 : 9);
+			_exit(10);
 		}
-		_exit(6);
+		if (waitpid(gc, &st, 0) != gc || !WIFEXITED(st))
+			_exit(11);
+		_exit(WEXITSTATUS(st));
 	}
 	ASSERT_EQ(pid, waitpid(pid, &status, 0));
 	ASSERT_TRUE(WIFEXITED(status));
@@ -763,6 +795,48 @@ TEST(rlimit_memlock)
 	EXPECT_EQ(0, probe_write(p + 3 * page_size, 1));
 	munmap(p, 4 * page_size);
 	close(fd);
+}
+
+/*
+ * CAP_IPC_LOCK lifts RLIMIT_MEMLOCK for the faults as it does for mmap()
+ * (mlock_future_ok(), user_shm_lock()): a mapping that mmap() accepted does
+ * not raise SIGBUS part-way through. (It did: mmap() passed, the per-page
+ * charge had no capability check; mm review of 2026-12-01, F2.)
+ */
+TEST(rlimit_memlock_cap_ipc_lock)
+{
+	const size_t pages = 64;
+	int status;
+	pid_t pid;
+
+	if (!mfdx_available())
+		SKIP(return, "memfd_exclusive(2) is not available");
+	if (geteuid())
+		SKIP(return, "needs CAP_IPC_LOCK (run as root)");
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		struct rlimit rl = { 8 * page_size, 8 * page_size };
+		size_t i;
+		char *p;
+		int fd;
+
+		if (setrlimit(RLIMIT_MEMLOCK, &rl))
+			_exit(2);
+		fd = sys_memfd_exclusive("rlimit-cap", 0);
+		if (fd < 0 || ftruncate(fd, pages * page_size))
+			_exit(3);
+		p = map(fd, pages, PROT_READ | PROT_WRITE);
+		if (p == MAP_FAILED)
+			_exit(4);
+		for (i = 0; i < pages; i++)
+			if (probe_write(p + i * page_size, 1))
+				_exit(5);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
 }
 
 /*
@@ -907,6 +981,126 @@ TEST(memcg_limit)
 	EXPECT_EQ(0, cg_event(dir, "oom_kill"));
 	/* The child's charge went with its file: the cgroup empties. */
 	EXPECT_EQ(0, rmdir(dir));
+}
+
+/* Writes @val to /sys/kernel/mm/memfd_exclusive/@name; 0 or -errno. */
+static int sysfs_write(const char *name, const char *val)
+{
+	char path[PATH_MAX];
+	int fd, ret = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", MEMFD_EXCLUSIVE_SYSFS_DIR, name);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, strlen(val)) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* The physical frame behind @p (root only: /proc/self/pagemap), 0 if none. */
+static unsigned long frame_of(void *p)
+{
+	uint64_t e = 0;
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return 0;
+	if (pread(fd, &e, sizeof(e), (uintptr_t)p / page_size * sizeof(e)) != sizeof(e))
+		e = 0;
+	close(fd);
+	return (e >> 63) ? (unsigned long)(e & ((1ULL << 55) - 1)) : 0;
+}
+
+/* The largest "System RAM" range of /proc/iomem, [*start, *end); false if none. */
+static bool largest_ram(unsigned long *start, unsigned long *end)
+{
+	unsigned long s, e, best = 0;
+	char line[256];
+	FILE *f = fopen("/proc/iomem", "r");
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f)) {
+		if (line[0] == ' ' || !strstr(line, ": System RAM"))
+			continue;
+		if (sscanf(line, "%lx-%lx", &s, &e) == 2 && e + 1 - s > best) {
+			best = e + 1 - s;
+			*start = s;
+			*end = e + 1;
+		}
+	}
+	fclose(f);
+	return best;
+}
+
+/*
+ * /dev/mem, as root on a kernel without STRICT_DEVMEM (the test kernel's
+ * config): a mapping of all RAM made while no pageblock is out of the direct
+ * map must lose the frames of a pageblock the pool takes out afterwards
+ * (the grow path zaps /dev/mem mappings: SIGBUS, not the secret), and
+ * write() or read() at such a frame fails with EFAULT instead of oopsing
+ * (hostile review of 2026-12-01, N1 and N3).
+ */
+TEST(devmem_older_mapping_and_write)
+{
+	static const char secret[] = "XMEM-DEVMEM-SECRET";
+	unsigned long start = 0, end = 0, pfn, off;
+	char hw[32], buf[sizeof(secret)], c = 0;
+	int mem, fd, i;
+	char *all, *p;
+
+	if (!mfdx_available())
+		SKIP(return, "memfd_exclusive(2) is not available");
+	if (geteuid())
+		SKIP(return, "needs root (/dev/mem, /proc/self/pagemap)");
+	mem = open("/dev/mem", O_RDWR | O_SYNC | O_CLOEXEC);
+	ASSERT_LE(0, mem) TH_LOG("/dev/mem: %s (the test config has CONFIG_DEVMEM)", strerror(errno));
+	ASSERT_TRUE(largest_ram(&start, &end));
+
+	/* Give every free pageblock back; wait for the pool to be empty. */
+	snprintf(hw, sizeof(hw), "%ld", sysfs_read("pool_high_water_kb"));
+	ASSERT_EQ(0, sysfs_write("pool_high_water_kb", "0"));
+	for (i = 0; i < 100 && sysfs_read("pool_blocks"); i++)
+		usleep(100000);
+	ASSERT_EQ(0, sysfs_read("pool_blocks")) TH_LOG("pageblocks still out: a file is open");
+
+	all = mmap(NULL, end - start, PROT_READ | PROT_WRITE, MAP_SHARED, mem, start);
+	ASSERT_NE(MAP_FAILED, all) TH_LOG("mmap of /dev/mem [%#lx, %#lx): %s", start, end,
+					 strerror(errno));
+
+	fd = mfdx_create(_metadata, "devmem", 0, 1);
+	p = map(fd, 1, PROT_READ | PROT_WRITE);
+	ASSERT_NE(MAP_FAILED, p);
+	memcpy(p, secret, sizeof(secret));
+	pfn = frame_of(p);
+	ASSERT_NE(0, pfn);
+	ASSERT_EQ(1, sysfs_read("pool_blocks"));
+
+	off = pfn * page_size;
+	if (off >= start && off < end) {
+		/* The older mapping was zapped: SIGBUS, not the secret. */
+		EXPECT_EQ(SIGBUS, probe_access(all + off - start, &c, false));
+		c = 'X';
+		EXPECT_EQ(SIGBUS, probe_access(all + off - start, &c, true));
+	} else {
+		TH_LOG("frame %#lx is outside the largest RAM range", pfn);
+	}
+	/* A new mapping of the frame is refused. */
+	EXPECT_EQ(MAP_FAILED, mmap(NULL, page_size, PROT_READ, MAP_SHARED, mem, off));
+	/* write() and read() at the frame fail without an oops. */
+	EXPECT_EQ(-1, pwrite(mem, "PWNED", 5, off));
+	EXPECT_EQ(EFAULT, errno);
+	EXPECT_EQ(-1, pread(mem, buf, sizeof(buf), off));
+	EXPECT_EQ(EFAULT, errno);
+	EXPECT_EQ(0, memcmp(p, secret, sizeof(secret)));
+
+	munmap(all, end - start);
+	munmap(p, page_size);
+	close(fd);
+	close(mem);
+	EXPECT_EQ(0, sysfs_write("pool_high_water_kb", hw));
 }
 
 TEST(sysfs_counters)

@@ -551,7 +551,7 @@ TEST_F_TIMEOUT(hib, refused_pinned_by_opath, 120)
 /*
  * /dev/snapshot opened while no page was out of the direct map, then a file
  * faulted in: the image must not be made (found by the hostile review of
- * 2026-12-01, which read the secret back from the image; kernel/patches/0015
+ * 2026-12-01, which read the secret back from the image; kernel/patches/0006
  * checks again in hibernation_snapshot(), with user space frozen).
  */
 TEST_F_TIMEOUT(hib, snapshot_refused_for_a_later_file, 120)
