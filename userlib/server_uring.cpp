@@ -228,6 +228,9 @@ public:
 
 	bool in_flight(const peer_slot &p) const noexcept override { return p.pending != op::none; }
 
+	/* Nothing is in flight for a peer awaiting its answer. */
+	void pause(peer_slot &) override {}
+
 	void resume_accept() override
 	{
 		if (accept_paused_ && !core_.stopping()) {
