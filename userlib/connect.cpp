@@ -28,12 +28,15 @@ struct timeval to_timeval(std::chrono::milliseconds t) noexcept
 	return tv;
 }
 
-} // namespace
-
-channel channel::connect(const std::string &path, const connect_options &o,
-			 std::error_code &ec) noexcept
+/*
+ * channel::connect(path, o, ec), and @seen: the server's SO_PEERCRED uid
+ * once connected (for the message of a refusal).
+ */
+channel connect_checked(const std::string &path, const connect_options &o, std::error_code &ec,
+			std::optional<uid_t> &seen) noexcept
 {
 	ec.clear();
+	seen.reset();
 	struct sockaddr_un addr = {};
 	addr.sun_family = AF_UNIX;
 	if (path.empty() || path.size() >= sizeof(addr.sun_path)) {
@@ -72,28 +75,35 @@ channel channel::connect(const std::string &path, const connect_options &o,
 		ec = detail::errno_code(errno);
 		return {};
 	}
+	seen = uc.uid;
 	const bool trusted = o.server_uid ? uc.uid == *o.server_uid
 					  : (uc.uid == ::geteuid() || uc.uid == 0);
 	if (!trusted) {
 		ec = errc::peer_not_allowed;
 		return {};
 	}
-	return channel(std::move(fd));
+	return channel::adopt(std::move(fd), ec);
+}
+
+} // namespace
+
+channel channel::connect(const std::string &path, const connect_options &o,
+			 std::error_code &ec) noexcept
+{
+	std::optional<uid_t> seen;
+	return connect_checked(path, o, ec, seen);
 }
 
 channel channel::connect(const std::string &path, const connect_options &o)
 {
 	std::error_code ec;
-	channel ch = connect(path, o, ec);
+	std::optional<uid_t> seen;
+	channel ch = connect_checked(path, o, ec, seen);
 	if (ec == errc::peer_not_allowed) {
-		/* Read again for the message: the server's uid, against the one expected. */
-		channel raw = connect(path, ec);
-		std::string who = "unknown uid";
-		if (!ec)
-			who = "uid " + std::to_string(raw.peer().uid);
 		throw std::system_error(
 			make_error_code(errc::peer_not_allowed),
-			"connecting to " + path + ": the server runs as " + who + ", expected " +
+			"connecting to " + path + ": the server runs as uid " +
+				std::to_string(seen.value_or(0)) + ", expected " +
 				(o.server_uid ? "uid " + std::to_string(*o.server_uid)
 					      : "uid " + std::to_string(::geteuid()) + " or root"));
 	}
