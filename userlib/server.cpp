@@ -810,7 +810,10 @@ server::server(listener l, callbacks cb, server_options opts)
 {
 	auto &cores = impl_->shared.cores;
 	std::size_t n = srv::loops_for(opts);
-	while (!opts.force_epoll) {
+	bool uring_ok = !opts.force_epoll;
+	if (uring_ok && !srv::uring_passes_fds(impl_->fallback_reason))
+		uring_ok = false; /* fallback_reason says why */
+	while (uring_ok) {
 		impl_->make_cores(n);
 		std::size_t made = 0;
 		std::string why;

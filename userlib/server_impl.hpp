@@ -172,6 +172,16 @@ public:
 	virtual void pause(peer_slot &p) = 0;
 };
 
+/*
+ * The io_uring self-test, once per server before any loop is set up: one
+ * IORING_OP_RECVMSG of a message carrying one fd (SCM_RIGHTS) over a
+ * socketpair. The opcode probe is not enough: Linux 5.5 to 5.11 have the
+ * opcode and fail it with EINVAL when control data comes on AF_UNIX. False
+ * with @why set (the call, its errno, and for EPERM whether a seccomp filter
+ * or kernel.io_uring_disabled refused it).
+ */
+bool uring_passes_fds(std::string &why);
+
 /* io_uring for @c's slots, or nullptr with @why set (the failing call and its errno). */
 std::unique_ptr<engine_base> make_uring_engine(core &c, std::string &why);
 std::unique_ptr<engine_base> make_epoll_engine(core &c);
