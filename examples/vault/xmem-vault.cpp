@@ -352,8 +352,9 @@ std::string describe(const xmem::peer_credentials &who)
 }
 
 /*
- * The vault's answer to one request, on the server's event loops. The
- * name is checked after the uid, and neither check waits on anything.
+ * The vault's answer to one request, on the server's event loops. The uid
+ * was checked at connect (admit) and is checked again here; then the name.
+ * Neither check waits on anything.
  */
 xmem::reply answer(const xmem::request_context &c, const key_slot &keys, const options &o)
 {
@@ -373,9 +374,23 @@ xmem::reply answer(const xmem::request_context &c, const key_slot &keys, const o
 	return xmem::reply::share(std::shared_ptr<const xmem::memory>(k, &k->memory));
 }
 
-/* A peer the server closed: why, in one line. */
+/*
+ * A new peer: one whose uid may not have the key is refused at once (sent
+ * EACCES and closed), so it holds no slot while its request is awaited.
+ */
+int admit(const xmem::peer_info &p, const options &o)
+{
+	if (xmem::uid_allowed(p.cred, o.allow))
+		return 0;
+	log(describe(p.cred) + ": refused (uid not allowed)");
+	return EACCES;
+}
+
+/* A peer the server closed or refused: why, in one line. */
 void log_peer_error(const xmem::log_event &e)
 {
+	if (e.what == "refused")
+		return; /* admit() said why */
 	log(describe(e.cred) + ": " + std::string(e.what) + " (" + e.error.message() + ")");
 }
 
@@ -444,6 +459,7 @@ int run(const options &o, const sigset_t &stop_set)
 	so.max_peers = o.max_peers;
 	xmem::server::callbacks cb;
 	cb.on_request = [&keys, &o](const xmem::request_context &c) { return answer(c, keys, o); };
+	cb.on_connect = [&o](const xmem::peer_info &p) { return admit(p, o); };
 	cb.on_error = log_peer_error;
 	xmem::server srv(std::move(l), std::move(cb), so);
 
