@@ -24,11 +24,18 @@
  *
  * Bounded resources: peer state is fixed (server::peer_state_bytes each,
  * allocated once: ceil(max_peers / loops) slots per loop, so at most
- * max_peers + loops - 1 in all, plus 8 bytes per slot for the hand-over queue
- * and two io_uring completion entries, 32 bytes); a peer holds at most 3 fds in the
- * server (its socket, its pidfd, the reply in flight, unless the reply
- * shares a memory's own fd); a peer beyond
- * max_peers is sent EBUSY and closed.
+ * max_peers + loops - 1 in all, plus per slot 16 bytes of hand-over queue,
+ * 128 of deferred-answer queue and two io_uring completion entries, 32
+ * bytes); a peer holds at most 3 fds in the server (its socket, its pidfd,
+ * the reply in flight, unless the reply shares a memory's own fd), checked
+ * against RLIMIT_NOFILE; a peer beyond max_peers, or beyond its uid's share,
+ * is sent EBUSY and closed. No fd a peer attaches is closed on an event
+ * loop: SO_PASSRIGHTS is off (Linux 6.16), else they go to a closer thread.
+ * The io_uring engine is chosen only after a self-test recvmsg delivered
+ * an fd (see server_options and docs/protocol.md, "Server engines").
+ *
+ * Built as its own library, libxmem-server (pkg-config libxmem-server),
+ * so users of the core library do not link liburing.
  */
 #pragma once
 
