@@ -130,12 +130,18 @@ int sendable_errno(int err) noexcept
 	return err > 0 && err < 4096 ? err : EIO;
 }
 
+/* Whose stray fds these are: fd_sink::dispose's context. */
+struct stray_owner {
+	shared *s;
+	uid_t uid;
+};
+
 /* fd_sink::dispose for the server: the closer thread. */
 void dispose_stray(void *ctx, int fd) noexcept
 {
-	auto *s = static_cast<shared *>(ctx);
-	s->stats.stray_fds++;
-	s->stray.close_later(fd);
+	auto *o = static_cast<stray_owner *>(ctx);
+	o->s->stray.close_later(fd, o->uid);
+	o->s->stats.stray_fds++; /* counted once queued: whoever sees the count finds it pending */
 }
 
 /* The peer's share of slots: @o.max_peers_per_uid, 0 meaning half of max_peers. */
@@ -220,11 +226,17 @@ closer::~closer()
 	thread_.join();
 }
 
-void closer::close_later(int fd) noexcept
+void closer::close_later(int fd, uid_t uid) noexcept
 {
 	try {
 		std::lock_guard<std::mutex> g(mutex_);
-		queue_.push_back(fd);
+		queue_.emplace_back(fd, uid);
+		try {
+			per_uid_[uid]++;
+		} catch (const std::bad_alloc &) {
+			queue_.pop_back();
+			throw;
+		}
 		pending_++;
 	} catch (const std::bad_alloc &) {
 		::close(fd); /* out of memory: better a wait than a leak */
@@ -233,9 +245,16 @@ void closer::close_later(int fd) noexcept
 	cv_.notify_one();
 }
 
+std::size_t closer::pending_for(uid_t uid) noexcept
+{
+	std::lock_guard<std::mutex> g(mutex_);
+	auto it = per_uid_.find(uid);
+	return it == per_uid_.end() ? 0 : it->second;
+}
+
 void closer::run()
 {
-	std::vector<int> batch;
+	std::vector<std::pair<int, uid_t>> batch;
 	std::unique_lock<std::mutex> g(mutex_);
 	for (;;) {
 		cv_.wait(g, [this] { return stopping_ || !queue_.empty(); });
@@ -243,8 +262,12 @@ void closer::run()
 			return; /* stopping, and nothing left */
 		std::swap(batch, queue_);
 		g.unlock();
-		for (int fd : batch) {
+		for (auto [fd, uid] : batch) {
 			::close(fd); /* may block: that is why it is here */
+			std::lock_guard<std::mutex> lg(mutex_);
+			auto it = per_uid_.find(uid);
+			if (it != per_uid_.end() && --it->second == 0)
+				per_uid_.erase(it);
 			pending_--;
 		}
 		batch.clear();
@@ -258,10 +281,11 @@ shared::shared(listener l, server::callbacks cb, server_options o)
 	  opts(o), per_uid(per_uid_share(o)), refuse_fds(false), log_fn(std::move(cb.on_error))
 {
 	if (opts.max_peers == 0 || opts.max_peers > UINT32_MAX ||
-	    opts.peer_timeout.count() <= 0 || !handler || listen.fd().get() < 0)
+	    opts.peer_timeout.count() <= 0 || !handler || listen.fd().get() < 0 ||
+	    opts.max_stray_fds_per_uid == 0)
 		throw std::system_error(detail::errno_code(EINVAL),
-					"server: max_peers must be >= 1, peer_timeout > 0, and a "
-					"handler and a bound listener given");
+					"server: max_peers and max_stray_fds_per_uid must be >= 1, "
+					"peer_timeout > 0, and a handler and a bound listener given");
 	check_fd_budget(opts);
 	/* Accepted sockets inherit it from the listener, from their first message on. */
 	if (opts.refuse_fds)
@@ -393,6 +417,11 @@ void core::accepted(unique_fd sock)
 	socklen_t len = sizeof(uc);
 	if (::getsockopt(sock.get(), SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0) {
 		shared_.log(0, {}, detail::errno_code(errno), "SO_PEERCRED");
+		return;
+	}
+	/* A uid whose stray fds are still being closed gets no more peers meanwhile. */
+	if (shared_.stray.pending_for(uc.uid) >= shared_.opts.max_stray_fds_per_uid) {
+		refuse(std::move(sock), EBUSY, "stray fds");
 		return;
 	}
 	if (!shared_.take_uid(uc.uid)) {
@@ -546,9 +575,10 @@ bool core::over_flood_limit(peer_slot &p, clock::time_point now) noexcept
 
 void core::discard_fds(peer_slot &p) noexcept
 {
+	stray_owner owner{&shared_, p.cred.uid};
 	for (unique_fd &fd : p.rx_fds)
 		if (fd)
-			dispose_stray(&shared_, fd.release());
+			dispose_stray(&owner, fd.release());
 }
 
 void core::received(peer_slot &p, long res)
@@ -565,7 +595,8 @@ void core::received(peer_slot &p, long res)
 	 * any fd a peer attached goes to the closer thread, never to close()
 	 * here.
 	 */
-	detail::fd_sink sink{p.rx_fds, 0, 0, dispose_stray, &shared_};
+	stray_owner owner{&shared_, p.cred.uid};
+	detail::fd_sink sink{p.rx_fds, 0, 0, dispose_stray, &owner};
 	std::optional<peer_credentials> sender;
 	wire::header request;
 	std::error_code ec = detail::finish_receive(p.rx_msg, static_cast<std::size_t>(res), p.rx,

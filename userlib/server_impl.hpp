@@ -131,17 +131,19 @@ public:
 	/* Closes what is still queued, then joins. */
 	~closer();
 
-	/* Queues @fd to be closed (closed here when the queue cannot grow). */
-	void close_later(int fd) noexcept;
-	/* Fds queued and not yet closed. */
+	/* Queues @fd, which a peer of @uid sent, to be closed (closed here when the queue cannot grow). */
+	void close_later(int fd, uid_t uid) noexcept;
+	/* Fds queued and not yet closed: in all, and sent by peers of @uid. */
 	[[nodiscard]] std::size_t pending() const noexcept { return pending_.load(); }
+	[[nodiscard]] std::size_t pending_for(uid_t uid) noexcept;
 
 private:
 	void run();
 
 	std::mutex mutex_;
 	std::condition_variable cv_;
-	std::vector<int> queue_;
+	std::vector<std::pair<int, uid_t>> queue_;
+	std::unordered_map<uid_t, std::size_t> per_uid_;
 	std::atomic<std::size_t> pending_{0};
 	bool stopping_ = false;
 	std::thread thread_;

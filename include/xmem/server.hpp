@@ -239,6 +239,13 @@ struct server_options {
 	 */
 	bool refuse_fds = true;
 	/*
+	 * Fds one uid's peers sent that the closer thread has not closed yet,
+	 * past which that uid gets no new peer (sent EBUSY, logged "stray
+	 * fds"), so that fds whose close() blocks cannot pile up in the server
+	 * faster than they are closed (>= 1).
+	 */
+	std::size_t max_stray_fds_per_uid = 64;
+	/*
 	 * io_uring event loops, each a thread with its own ring: 0 for one per
 	 * online CPU (sysconf(_SC_NPROCESSORS_ONLN)), 1 for a single thread
 	 * (the handler is then never called concurrently). At most max_peers.

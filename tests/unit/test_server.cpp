@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <fcntl.h>
@@ -1133,9 +1134,15 @@ unique_fd lingering_tcp_socket(unique_fd &listener, unique_fd &peer, int linger_
 	peer.reset(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
 	BOOST_REQUIRE(peer);
 
+	/*
+	 * Stuck once, for 200 ms running, nothing more can be queued and the
+	 * bytes not yet sent (SIOCOUTQNSD) stay the same, above 0: the far
+	 * end's window is shut, and close() must linger.
+	 */
 	std::vector<char> junk(65536, 'x');
 	std::size_t stuck = 0, total = 0;
-	while (stuck < 50) {
+	int unsent = -1;
+	while (stuck < 40) {
 		ssize_t n = ::send(tcp.get(), junk.data(), junk.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n > 0) {
 			total += static_cast<std::size_t>(n);
@@ -1143,11 +1150,12 @@ unique_fd lingering_tcp_socket(unique_fd &listener, unique_fd &peer, int linger_
 			continue;
 		}
 		BOOST_REQUIRE(errno == EAGAIN);
-		stuck++;
-		std::this_thread::sleep_for(2ms);
+		int now = 0;
+		BOOST_REQUIRE(::ioctl(tcp.get(), SIOCOUTQNSD, &now) == 0);
+		stuck = now > 0 && now == unsent ? stuck + 1 : 0;
+		unsent = now;
+		std::this_thread::sleep_for(5ms);
 	}
-	int unsent = 0;
-	BOOST_REQUIRE(::ioctl(tcp.get(), SIOCOUTQ, &unsent) == 0);
 	BOOST_REQUIRE_MESSAGE(unsent > 0, "no unsent data after " << total << " bytes");
 	struct linger lg = {1, linger_s};
 	BOOST_REQUIRE(::setsockopt(tcp.get(), SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)) == 0);
@@ -1160,6 +1168,74 @@ long ms_since(std::chrono::steady_clock::time_point start)
 	return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(
 					 std::chrono::steady_clock::now() - start)
 					 .count());
+}
+
+/*
+ * A handler that holds its (single) event loop while a request named
+ * "gate" is open, so a test can queue a message for the server and close
+ * its own copy of an fd before the server receives it: the server's copy is
+ * then surely the last, and its close() is the one that lingers.
+ */
+struct gate {
+	std::mutex m;
+	std::condition_variable cv;
+	bool entered = false, open = false;
+
+	server::handler wrap(server::handler h)
+	{
+		return [this, h](const request_context &c) {
+			if (c.request.name == "gate") {
+				std::unique_lock<std::mutex> g(m);
+				entered = true;
+				cv.notify_all();
+				cv.wait_for(g, 10s, [this] { return open; });
+			}
+			return h(c);
+		};
+	}
+	/* Sends "gate" on @ch and returns once the handler holds the loop. */
+	void hold(channel &ch)
+	{
+		ch.send_request("gate");
+		std::unique_lock<std::mutex> g(m);
+		BOOST_REQUIRE(cv.wait_for(g, 5s, [this] { return entered; }));
+	}
+	void release(channel &ch)
+	{
+		{
+			std::lock_guard<std::mutex> g(m);
+			open = true;
+		}
+		cv.notify_all();
+		BOOST_TEST(ch.receive_memory({}).size == 4096u);
+	}
+};
+
+/*
+ * Sends a lingering TCP socket (@linger_s) to the server on a new
+ * connection while @g holds the loop, closes the test's copy (checked to
+ * return at once: the in-flight copy is not the last), then lets the loop
+ * go. Returns sendmsg's result and errno; @ends keeps the TCP far end open.
+ */
+std::pair<long, int> send_lingering_fd(const std::string &path, gate &g, channel &gate_ch,
+				       std::vector<unique_fd> &ends, unique_fd &hostile,
+				       int linger_s)
+{
+	ends.emplace_back();
+	ends.emplace_back();
+	unique_fd tcp = lingering_tcp_socket(ends[ends.size() - 2], ends.back(), linger_s);
+	g.hold(gate_ch);
+	hostile = raw_connect(path);
+	wire::header h;
+	h.fd_count = 1;
+	const long sent = test::raw_send(hostile.get(), test::encoded(h), {tcp.get()});
+	const int err = errno;
+	const auto start = std::chrono::steady_clock::now();
+	tcp.reset(); /* refused in sendmsg (SO_PASSRIGHTS off): ours was the only copy, it lingers */
+	if (sent > 0)
+		BOOST_TEST(ms_since(start) < 500, "the test's close lingered: its copy was the last");
+	g.release(gate_ch);
+	return {sent, err};
 }
 
 } // namespace
@@ -1182,26 +1258,19 @@ BOOST_AUTO_TEST_CASE(a_peer_attaching_an_fd_whose_close_blocks_stalls_nobody)
 			server_options o = options(epoll);
 			o.refuse_fds = refuse_fds;
 			o.event_loops = 1; /* one loop: were it stalled, everyone would wait */
-			running_server s(o, serve(mem));
+			gate g;
+			running_server s(o, g.wrap(serve(mem)));
 			const std::size_t before = test::open_fd_count();
 			{
-				unique_fd l, far_end;
-				unique_fd tcp = lingering_tcp_socket(l, far_end, 3);
-				unique_fd hostile = raw_connect(s.path);
-				wire::header h;
-				h.fd_count = 1;
-				const long sent = test::raw_send(hostile.get(), test::encoded(h),
-								 {tcp.get()});
-				const int send_errno = errno;
-				tcp.reset(); /* the server's copy is now the last */
-				if (refuse_fds && sent < 0) {
-					/* SO_PASSRIGHTS off (Linux 6.16+): refused in the sender. */
-					BOOST_TEST(send_errno == EPERM);
-				} else {
-					BOOST_TEST(sent > 0, "errno " << send_errno);
-					BOOST_TEST(wait_until([&] { return s.stats().stray_fds == 1; }));
-				}
-				/* Served meanwhile: 20 requests of a fresh client in well under 3 s. */
+				std::vector<unique_fd> ends;
+				unique_fd hostile;
+				channel gate_ch = channel::connect(s.path);
+				auto [sent, send_errno] =
+					send_lingering_fd(s.path, g, gate_ch, ends, hostile, 3);
+				/*
+				 * The loop now takes the hostile message. Served meanwhile: 20
+				 * requests of a fresh client in well under the 3 s linger.
+				 */
 				const auto start = std::chrono::steady_clock::now();
 				channel good = channel::connect(s.path);
 				for (int i = 0; i < 20; i++)
@@ -1209,6 +1278,14 @@ BOOST_AUTO_TEST_CASE(a_peer_attaching_an_fd_whose_close_blocks_stalls_nobody)
 				BOOST_TEST(ms_since(start) < 1500,
 					   "epoll=" << epoll << " refuse_fds=" << refuse_fds << ": "
 						    << ms_since(start) << " ms");
+				if (refuse_fds && sent < 0) {
+					/* SO_PASSRIGHTS off (Linux 6.16+): refused in the sender. */
+					BOOST_TEST(send_errno == EPERM);
+					BOOST_TEST(s.stats().stray_fds == 0u);
+				} else {
+					BOOST_TEST(sent > 0, "errno " << send_errno);
+					BOOST_TEST(wait_until([&] { return s.stats().stray_fds == 1; }));
+				}
 				if (!(refuse_fds && sent < 0))
 					BOOST_TEST(wait_until([&] { return closed_by_server(hostile.get()); }));
 			}
@@ -1504,4 +1581,45 @@ BOOST_AUTO_TEST_CASE(io_uring_is_chosen_only_after_its_recvmsg_delivered_an_fd)
 		request_ok(c);
 	}
 	BOOST_TEST(test::open_fd_count() == before);
+}
+
+BOOST_AUTO_TEST_CASE(a_uid_whose_stray_fds_are_still_closing_gets_no_new_peers)
+{
+	memory mem = memory::create("stray-budget", 4096, test::suite_options());
+	for (bool epoll : engines) {
+		server_options o = options(epoll);
+		o.refuse_fds = false; /* the fds arrive, as before Linux 6.16 */
+		o.max_stray_fds_per_uid = 1;
+		o.event_loops = 1;
+		gate g;
+		running_server s(o, g.wrap(serve(mem)));
+		const std::size_t before = test::open_fd_count();
+		{
+			std::vector<unique_fd> ends;
+			unique_fd hostile;
+			channel gate_ch = channel::connect(s.path);
+			auto [sent, err] = send_lingering_fd(s.path, g, gate_ch, ends, hostile, 3);
+			BOOST_REQUIRE_MESSAGE(sent > 0, "errno " << err);
+			BOOST_REQUIRE(wait_until([&] { return s.stats().stray_fds == 1; }));
+			/* Its close blocks in the closer (3 s): this uid is told EBUSY meanwhile. */
+			channel refused = channel::connect(s.path);
+			std::error_code ec;
+			refused.request_memory("key", {}, ec);
+			BOOST_TEST((ec == std::errc::device_or_resource_busy), ec.message());
+			BOOST_TEST(s.logged("stray fds") == 1u);
+			/* Once it is closed, the uid is served again. */
+			const auto start = std::chrono::steady_clock::now();
+			BOOST_TEST(wait_until(
+				[&] {
+					channel c = channel::connect(s.path);
+					c.request_memory("key", {}, ec);
+					return !ec;
+				},
+				8000ms));
+			BOOST_TEST(ms_since(start) > 1000, "served again after " << ms_since(start)
+										   << " ms: the close did not linger");
+		}
+		BOOST_TEST(wait_until([&] { return s.stats().active == 0; }));
+		BOOST_TEST(wait_until([&] { return test::open_fd_count() == before; }, 8000ms));
+	}
 }
