@@ -81,6 +81,7 @@ pending_reply request_context::defer() const
 	if (!defer_state || defer_state->deferred)
 		throw std::logic_error("server: defer() called twice, or outside the handler's call");
 	pending_reply h;
+	h.name_ = request.name;
 	h.box_ = defer_state->box;
 	h.slot_ = defer_state->slot;
 	h.id_ = defer_state->id;
@@ -89,7 +90,8 @@ pending_reply request_context::defer() const
 }
 
 pending_reply::pending_reply(pending_reply &&other) noexcept
-	: box_(std::move(other.box_)), slot_(other.slot_), id_(std::exchange(other.id_, 0))
+	: box_(std::move(other.box_)), slot_(other.slot_), id_(std::exchange(other.id_, 0)),
+	  name_(std::move(other.name_))
 {
 }
 
@@ -100,6 +102,7 @@ pending_reply &pending_reply::operator=(pending_reply &&other) noexcept
 		box_ = std::move(other.box_);
 		slot_ = other.slot_;
 		id_ = std::exchange(other.id_, 0);
+		name_ = std::move(other.name_);
 	}
 	return *this;
 }
@@ -115,7 +118,7 @@ void pending_reply::answer(reply r) noexcept
 		return;
 	if (r.deferred)
 		r = reply::refuse(EIO);
-	box_->post(srv::answer{slot_, id_, std::move(r)});
+	box_->post(srv::answer{slot_, id_, std::move(name_), std::move(r)});
 	box_.reset();
 	id_ = 0;
 }
@@ -468,7 +471,7 @@ void core::take_inbox()
 		peer_slot &p = slots_[a.slot];
 		/* A peer that went (and any later one in its slot) is not answered. */
 		if (p.id == a.id && p.state == peer_state::awaiting)
-			respond(p, std::string(), std::move(a.r), now);
+			respond(p, std::move(a.name), std::move(a.r), now);
 	}
 	answering_.clear(); /* releases what was not sent */
 }

@@ -89,6 +89,7 @@ class core;
 struct answer {
 	std::uint32_t slot;
 	std::uint64_t id;
+	std::string name;	/* the request's */
 	reply r;
 };
 

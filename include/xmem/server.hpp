@@ -25,7 +25,7 @@
  * Bounded resources: peer state is fixed (server::peer_state_bytes each,
  * allocated once: ceil(max_peers / loops) slots per loop, so at most
  * max_peers + loops - 1 in all, plus per slot 16 bytes of hand-over queue,
- * 128 of deferred-answer queue and two io_uring completion entries, 32
+ * 192 of deferred-answer queue and two io_uring completion entries, 32
  * bytes); a peer holds at most 3 fds in the server (its socket, its pidfd,
  * the reply in flight, unless the reply shares a memory's own fd), checked
  * against RLIMIT_NOFILE; a peer beyond max_peers, or beyond its uid's share,
@@ -91,7 +91,7 @@ struct request_context {
 	 * reply::later(). Until it is answered the peer's next request is not
 	 * read; it must come within server_options::peer_timeout, else the peer
 	 * is closed ("timeout: no answer"). Call it at most once per request.
-	 * Throws std::logic_error when called on a copy or twice.
+	 * Throws std::logic_error when called on a copy or twice, std::bad_alloc.
 	 */
 	[[nodiscard]] pending_reply defer() const;
 
@@ -185,6 +185,7 @@ private:
 	std::shared_ptr<srv::mailbox> box_;
 	std::uint32_t slot_ = 0;
 	std::uint64_t id_ = 0;
+	std::string name_;	/* the request's, for the reply's header */
 };
 
 /* One thing that went wrong with one peer; that peer has been closed. */

@@ -1353,7 +1353,11 @@ BOOST_AUTO_TEST_CASE(deferred_answers_come_from_another_thread)
 				waiting[0].answer(reply::share(mem));
 				waiting[0].answer(reply::refuse(EACCES)); /* the first counts */
 			}).join();
-			BOOST_TEST(slow.receive_memory({}).size == 4096u);
+			{
+				received_memory got = slow.receive_memory({});
+				BOOST_TEST(got.size == 4096u);
+				BOOST_TEST(got.name == "later"); /* named as the request */
+			}
 
 			/* A handle dropped unanswered answers EIO. */
 			slow.send_request("later");
