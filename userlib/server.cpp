@@ -938,7 +938,7 @@ server_stats server::stats() const noexcept
 {
 	const auto &s = impl_->shared.stats;
 	return {s.accepted, s.refused, s.served, s.closed, s.errors, s.timeouts, s.floods,
-		s.active, s.stray_fds};
+		s.active, s.stray_fds, impl_->shared.stray.pending()};
 }
 
 } // namespace xmem

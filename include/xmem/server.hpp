@@ -267,6 +267,7 @@ struct server_stats {
 	std::uint64_t floods;		/* of those, over the flood limit */
 	std::uint64_t active;		/* connected now */
 	std::uint64_t stray_fds;	/* fds peers attached, closed off the event loops */
+	std::uint64_t stray_fds_closing;	/* of those, queued or in close(2) now */
 };
 
 class server
