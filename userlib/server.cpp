@@ -85,13 +85,14 @@ pending_reply request_context::defer() const
 	h.box_ = defer_state->box;
 	h.slot_ = defer_state->slot;
 	h.id_ = defer_state->id;
+	h.request_ = defer_state->request;
 	defer_state->deferred = true;
 	return h;
 }
 
 pending_reply::pending_reply(pending_reply &&other) noexcept
 	: box_(std::move(other.box_)), slot_(other.slot_), id_(std::exchange(other.id_, 0)),
-	  name_(std::move(other.name_))
+	  request_(other.request_), name_(std::move(other.name_))
 {
 }
 
@@ -102,6 +103,7 @@ pending_reply &pending_reply::operator=(pending_reply &&other) noexcept
 		box_ = std::move(other.box_);
 		slot_ = other.slot_;
 		id_ = std::exchange(other.id_, 0);
+		request_ = other.request_;
 		name_ = std::move(other.name_);
 	}
 	return *this;
@@ -118,7 +120,7 @@ void pending_reply::answer(reply r) noexcept
 		return;
 	if (r.deferred)
 		r = reply::refuse(EIO);
-	box_->post(srv::answer{slot_, id_, std::move(name_), std::move(r)});
+	box_->post(srv::answer{slot_, id_, request_, std::move(name_), std::move(r)});
 	box_.reset();
 	id_ = 0;
 }
@@ -469,8 +471,11 @@ void core::take_inbox()
 	const auto now = clock::now();
 	for (answer &a : answering_) {
 		peer_slot &p = slots_[a.slot];
-		/* A peer that went (and any later one in its slot) is not answered. */
-		if (p.id == a.id && p.state == peer_state::awaiting)
+		/*
+		 * Only the request it was given for: not a peer that went (nor a
+		 * later one in its slot), nor a later request of the same peer.
+		 */
+		if (p.id == a.id && p.requests == a.request && p.state == peer_state::awaiting)
 			respond(p, std::move(a.name), std::move(a.r), now);
 	}
 	answering_.clear(); /* releases what was not sent */
@@ -621,7 +626,8 @@ void core::received(peer_slot &p, long res)
 	}
 
 	reply r;
-	defer_point point{box_, p.index, p.id};
+	p.requests++;
+	defer_point point{box_, p.index, p.id, p.requests};
 	try {
 		request_context ctx{p.id, p.cred, p.pidfd, request};
 		ctx.defer_state = &point;
@@ -758,6 +764,7 @@ void core::release(peer_slot &p)
 	p.pending = op::none;
 	p.epoll_events = 0;
 	p.id = 0;
+	p.requests = 0;
 	p.connected = false;
 	p.uid_counted = false;
 	free_.push_back(p.index); /* reserved for max_peers: no throw */

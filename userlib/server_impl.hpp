@@ -59,6 +59,7 @@ struct peer_slot {
 	std::uint32_t epoll_events = 0;	/* epoll: what it is registered for; 0: not */
 	std::uint32_t index = 0;
 	std::uint64_t id = 0;
+	std::uint64_t requests = 0;	/* requests handled: tells a deferred answer's request */
 	unique_fd sock;
 	unique_fd pidfd;
 	unique_fd reply_fd;		/* the memory being sent, until sendmsg completes */
@@ -89,6 +90,7 @@ class core;
 struct answer {
 	std::uint32_t slot;
 	std::uint64_t id;
+	std::uint64_t request;	/* which of the peer's requests: peer_slot::requests */
 	std::string name;	/* the request's */
 	reply r;
 };
@@ -113,6 +115,7 @@ struct defer_point {
 	std::shared_ptr<mailbox> box;
 	std::uint32_t slot;
 	std::uint64_t id;
+	std::uint64_t request;
 	bool deferred = false;
 };
 

@@ -185,6 +185,7 @@ private:
 	std::shared_ptr<srv::mailbox> box_;
 	std::uint32_t slot_ = 0;
 	std::uint64_t id_ = 0;
+	std::uint64_t request_ = 0;	/* which of the peer's requests */
 	std::string name_;	/* the request's, for the reply's header */
 };
 

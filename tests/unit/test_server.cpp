@@ -29,6 +29,7 @@
 #include <linux/seccomp.h>
 #include <linux/sockios.h>
 #include <map>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <mutex>
 #include <stddef.h>
@@ -1113,8 +1114,27 @@ namespace {
  * loopback to @listener's accepted end @peer (never read), its send buffer
  * full, SO_LINGER on. Fails the test if the buffer never fills.
  */
+/*
+ * Brings the loopback interface up when it is down, as in the test VM's
+ * fresh kernel (scripts/vm-run configures no network); false when it
+ * cannot (not root). netdevice(7): SIOCGIFFLAGS / SIOCSIFFLAGS.
+ */
+bool loopback_up()
+{
+	unique_fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+	struct ifreq ifr = {};
+	std::strcpy(ifr.ifr_name, "lo");
+	if (!s || ::ioctl(s.get(), SIOCGIFFLAGS, &ifr) < 0)
+		return false;
+	if (ifr.ifr_flags & IFF_UP)
+		return true;
+	ifr.ifr_flags |= IFF_UP;
+	return ::ioctl(s.get(), SIOCSIFFLAGS, &ifr) == 0;
+}
+
 unique_fd lingering_tcp_socket(unique_fd &listener, unique_fd &peer, int linger_s)
 {
+	BOOST_REQUIRE_MESSAGE(loopback_up(), "the loopback interface is down and cannot be brought up");
 	listener.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
 	BOOST_REQUIRE(listener);
 	struct sockaddr_in a = {};
@@ -1633,5 +1653,48 @@ BOOST_AUTO_TEST_CASE(a_uid_whose_stray_fds_are_still_closing_gets_no_new_peers)
 		}
 		BOOST_TEST(wait_until([&] { return s.stats().active == 0; }));
 		BOOST_TEST(wait_until([&] { return test::open_fd_count() == before; }, 8000ms));
+	}
+}
+
+BOOST_AUTO_TEST_CASE(a_handle_for_an_earlier_request_does_not_answer_a_later_one)
+{
+	memory mem = memory::create("stale", 4096, test::suite_options());
+	for (bool epoll : engines) {
+		const std::size_t before = test::open_fd_count();
+		std::mutex m;
+		std::vector<pending_reply> handles;
+		running_server s(options(epoll), [&](const request_context &c) {
+			std::lock_guard<std::mutex> g(m);
+			handles.push_back(c.defer());
+			/* "now": deferred, then answered at once anyway; its handle goes stale. */
+			return c.request.name == "now" ? reply::share(mem) : reply::later();
+		});
+		{
+			channel c = channel::connect(s.path);
+			c.send_request("now");
+			BOOST_TEST(c.receive_memory({}).size == 4096u);
+			c.send_request("later");
+			BOOST_REQUIRE(wait_until([&] {
+				std::lock_guard<std::mutex> g(m);
+				return handles.size() == 2;
+			}));
+			{
+				std::lock_guard<std::mutex> g(m);
+				handles[0].answer(reply::refuse(EACCES)); /* stale: same peer, earlier request */
+			}
+			std::this_thread::sleep_for(50ms);
+			{
+				std::lock_guard<std::mutex> g(m);
+				handles[1].answer(reply::share(mem));
+			}
+			std::error_code ec;
+			received_memory got = c.receive_memory({}, ec);
+			BOOST_TEST(!ec, "the stale handle answered: " << ec.message());
+			BOOST_TEST(got.name == "later");
+		}
+		BOOST_TEST(wait_until([&] { return s.stats().active == 0; }));
+		s.stop();
+		handles.clear();
+		BOOST_TEST(test::open_fd_count() == before);
 	}
 }
