@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include <xmem/channel.hpp>
 
+#include "announce.hpp"
 #include "cmsg.hpp"
 
 #include <xmem/error.hpp>
@@ -298,10 +299,9 @@ void channel::send_memory(const memory &mem, std::string_view name)
 	wire::header h;
 	h.kind = wire::kind::memory;
 	h.name = name;
-	h.size = mem.size();
-	std::error_code ec;
-	if (mem.backend() != backend::secret) /* memfd_secret has none: no F_GET_SEALS */
-		h.seals = mem.current_seals(ec);
+	/* Size and seals as the server's replies announce them (announce.hpp). */
+	const std::uint64_t fixed = mem.backend() == backend::secret ? mem.size() : 0;
+	detail::throw_if(detail::announce_memory(mem.fd(), fixed, h), "fstat of memory to send");
 	borrowed_fd fd = mem.fd();
 	send(h, std::span<const borrowed_fd>(&fd, 1));
 }

@@ -18,14 +18,22 @@ void fd_sink::take(int fd) noexcept
 		slots[count++].reset(fd);
 		return;
 	}
-	::close(fd); /* cannot happen with slots sized by fds_fitting(); never leak */
+	/* Cannot happen with slots sized by fds_fitting(); never leak. */
+	if (dispose)
+		dispose(dispose_ctx, fd);
+	else
+		::close(fd);
 	dropped++;
 }
 
 void fd_sink::clear() noexcept
 {
-	for (std::size_t i = 0; i < count; i++)
-		slots[i].reset();
+	for (std::size_t i = 0; i < count; i++) {
+		if (dispose && slots[i])
+			dispose(dispose_ctx, slots[i].release());
+		else
+			slots[i].reset();
+	}
 	count = 0;
 }
 

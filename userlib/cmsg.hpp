@@ -74,9 +74,16 @@ struct fd_sink {
 	std::span<unique_fd> slots;
 	std::size_t count = 0;
 	std::size_t dropped = 0;
+	/*
+	 * Where an fd goes instead of close(2) when the sink lets it go (an
+	 * error, or no slot left): the server's closer thread, since a peer's
+	 * fd can block close() for as long as the peer likes. Null: close().
+	 */
+	void (*dispose)(void *ctx, int fd) noexcept = nullptr;
+	void *dispose_ctx = nullptr;
 
 	void take(int fd) noexcept;
-	/* Closes every fd held. */
+	/* Lets go of every fd held (dispose, or close). */
 	void clear() noexcept;
 };
 

@@ -6,6 +6,7 @@
 #include <new>
 #include <stdexcept>
 #include <string.h>
+#include <utility>
 
 namespace xmem {
 
@@ -127,6 +128,102 @@ void secure_resource::do_deallocate(void *p, std::size_t bytes, std::size_t)
 bool secure_resource::do_is_equal(const std::pmr::memory_resource &other) const noexcept
 {
 	return this == &other;
+}
+
+secure_string::secure_string(std::string_view s, std::pmr::memory_resource &r) : resource_(&r)
+{
+	assign(s);
+}
+
+secure_string::secure_string(secure_string &&other) noexcept
+	: resource_(other.resource_), data_(std::exchange(other.data_, nullptr)),
+	  size_(std::exchange(other.size_, 0)), capacity_(std::exchange(other.capacity_, 0))
+{
+}
+
+secure_string &secure_string::operator=(secure_string &&other) noexcept
+{
+	if (this != &other) {
+		release();
+		resource_ = other.resource_;
+		data_ = std::exchange(other.data_, nullptr);
+		size_ = std::exchange(other.size_, 0);
+		capacity_ = std::exchange(other.capacity_, 0);
+	}
+	return *this;
+}
+
+secure_string::~secure_string()
+{
+	release();
+}
+
+void secure_string::release() noexcept
+{
+	if (!data_)
+		return;
+	::explicit_bzero(data_, capacity_ + 1);
+	resource_->deallocate(data_, capacity_ + 1, 1);
+	data_ = nullptr;
+	size_ = capacity_ = 0;
+}
+
+void secure_string::reserve(std::size_t n)
+{
+	if (data_ && n <= capacity_)
+		return;
+	if (n >= SIZE_MAX - secure_resource::granule)
+		throw std::bad_alloc();
+	const std::size_t bytes = round_up(n + 1, secure_resource::granule);
+	char *p = static_cast<char *>(resource_->allocate(bytes, 1));
+	if (data_)
+		std::memcpy(p, data_, size_);
+	std::memset(p + size_, 0, bytes - size_);
+	const std::size_t size = size_;
+	release();
+	data_ = p;
+	size_ = size;
+	capacity_ = bytes - 1;
+}
+
+void secure_string::resize(std::size_t n)
+{
+	reserve(n);
+	if (n < size_)
+		::explicit_bzero(data_ + n, size_ - n);
+	else
+		std::memset(data_ + size_, 0, n - size_);
+	size_ = n;
+	data_[size_] = '\0';
+}
+
+void secure_string::assign(std::string_view s)
+{
+	clear();
+	append(s);
+}
+
+void secure_string::append(std::string_view s)
+{
+	if (s.size() > SIZE_MAX / 2 - size_)
+		throw std::bad_alloc();
+	if (!data_ || size_ + s.size() > capacity_)
+		reserve(std::max(size_ + s.size(), 2 * capacity_));
+	std::memcpy(data_ + size_, s.data(), s.size());
+	size_ += s.size();
+	data_[size_] = '\0';
+}
+
+void secure_string::push_back(char c)
+{
+	append(std::string_view(&c, 1));
+}
+
+void secure_string::clear() noexcept
+{
+	if (data_)
+		::explicit_bzero(data_, size_);
+	size_ = 0;
 }
 
 } // namespace xmem

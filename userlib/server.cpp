@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include <xmem/server.hpp>
 
+#include "announce.hpp"
 #include "server_impl.hpp"
 
 #include <xmem/error.hpp>
@@ -9,7 +10,9 @@
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
+#include <stdexcept>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <thread>
@@ -17,6 +20,9 @@
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77 /* include/uapi/asm-generic/socket.h, Linux 6.5 */
+#endif
+#ifndef SO_PASSRIGHTS
+#define SO_PASSRIGHTS 83 /* include/uapi/asm-generic/socket.h, Linux 6.16 */
 #endif
 
 namespace xmem {
@@ -63,6 +69,62 @@ reply reply::refuse(int err) noexcept
 	return r;
 }
 
+reply reply::later() noexcept
+{
+	reply r;
+	r.deferred = true;
+	return r;
+}
+
+pending_reply request_context::defer() const
+{
+	if (!defer_state || defer_state->deferred)
+		throw std::logic_error("server: defer() called twice, or outside the handler's call");
+	pending_reply h;
+	h.name_ = request.name;
+	h.box_ = defer_state->box;
+	h.slot_ = defer_state->slot;
+	h.id_ = defer_state->id;
+	h.request_ = defer_state->request;
+	defer_state->deferred = true;
+	return h;
+}
+
+pending_reply::pending_reply(pending_reply &&other) noexcept
+	: box_(std::move(other.box_)), slot_(other.slot_), id_(std::exchange(other.id_, 0)),
+	  request_(other.request_), name_(std::move(other.name_))
+{
+}
+
+pending_reply &pending_reply::operator=(pending_reply &&other) noexcept
+{
+	if (this != &other) {
+		answer(reply::refuse(EIO)); /* the one this held goes unanswered otherwise */
+		box_ = std::move(other.box_);
+		slot_ = other.slot_;
+		id_ = std::exchange(other.id_, 0);
+		request_ = other.request_;
+		name_ = std::move(other.name_);
+	}
+	return *this;
+}
+
+pending_reply::~pending_reply()
+{
+	answer(reply::refuse(EIO));
+}
+
+void pending_reply::answer(reply r) noexcept
+{
+	if (!box_ || id_ == 0)
+		return;
+	if (r.deferred)
+		r = reply::refuse(EIO);
+	box_->post(srv::answer{slot_, id_, request_, std::move(name_), std::move(r)});
+	box_.reset();
+	id_ = 0;
+}
+
 namespace srv {
 
 namespace {
@@ -73,16 +135,167 @@ int sendable_errno(int err) noexcept
 	return err > 0 && err < 4096 ? err : EIO;
 }
 
+/* Whose stray fds these are: fd_sink::dispose's context. */
+struct stray_owner {
+	shared *s;
+	uid_t uid;
+};
+
+/* fd_sink::dispose for the server: the closer thread. */
+void dispose_stray(void *ctx, int fd) noexcept
+{
+	auto *o = static_cast<stray_owner *>(ctx);
+	o->s->stray.close_later(fd, o->uid);
+	o->s->stats.stray_fds++; /* counted once queued: whoever sees the count finds it pending */
+}
+
+/* The peer's share of slots: @o.max_peers_per_uid, 0 meaning half of max_peers. */
+std::size_t per_uid_share(const server_options &o) noexcept
+{
+	if (o.max_peers_per_uid == 0)
+		return std::max<std::size_t>(1, o.max_peers / 2);
+	return std::min(o.max_peers_per_uid, o.max_peers);
+}
+
+/*
+ * RLIMIT_NOFILE for @o: per peer its socket, its pidfd and a reply's fd,
+ * plus 64 for the server (eventfds, rings, epoll, listener) and the rest of
+ * the process. The soft limit is raised toward the hard one when short.
+ */
+void check_fd_budget(const server_options &o)
+{
+	const rlim_t per_peer = 2 + (o.peer_pidfds ? 1 : 0);
+	const rlim_t need = static_cast<rlim_t>(o.max_peers) * per_peer + 64;
+	struct rlimit rl;
+	if (::getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		throw std::system_error(detail::errno_code(errno), "server: getrlimit");
+	if (rl.rlim_cur >= need)
+		return;
+	if (rl.rlim_max >= need) {
+		struct rlimit raised = rl;
+		raised.rlim_cur = need;
+		if (::setrlimit(RLIMIT_NOFILE, &raised) == 0)
+			return;
+	}
+	throw std::system_error(
+		detail::errno_code(EMFILE),
+		"server: max_peers " + std::to_string(o.max_peers) + " needs " +
+			std::to_string(need) + " fds (" + std::to_string(per_peer) +
+			" per peer: socket, " + (o.peer_pidfds ? "pidfd, " : "") +
+			"reply; 64 more for the process), RLIMIT_NOFILE is " +
+			std::to_string(rl.rlim_cur) + " (hard " + std::to_string(rl.rlim_max) +
+			"): lower max_peers or raise the limit");
+}
+
+/* SO_PASSRIGHTS off on @fd; false where the kernel lacks it (before 6.16: ENOPROTOOPT). */
+bool refuse_fds_on(int fd)
+{
+	const int off = 0;
+	if (::setsockopt(fd, SOL_SOCKET, SO_PASSRIGHTS, &off, sizeof(off)) == 0)
+		return true;
+	if (errno == ENOPROTOOPT)
+		return false;
+	throw std::system_error(detail::errno_code(errno), "server: setsockopt(SO_PASSRIGHTS)");
+}
+
 } // namespace
 
-shared::shared(listener l, server::handler h, server_options o, server::logger lg)
-	: listen(std::move(l)), handler(std::move(h)), opts(o), log_fn(std::move(lg))
+void mailbox::post(answer a) noexcept
+{
+	{
+		std::lock_guard<std::mutex> g(mutex);
+		if (closed)
+			return; /* the server is gone: @a's fd and memory go with it */
+		try {
+			answers.push_back(std::move(a));
+		} catch (const std::bad_alloc &) {
+			return; /* the peer times out ("timeout: no answer") */
+		}
+	}
+	const std::uint64_t one = 1;
+	[[maybe_unused]] ssize_t n = ::write(wake.get(), &one, sizeof(one));
+}
+
+closer::closer()
+{
+	thread_ = std::thread([this] { run(); });
+}
+
+closer::~closer()
+{
+	{
+		std::lock_guard<std::mutex> g(mutex_);
+		stopping_ = true;
+	}
+	cv_.notify_one();
+	thread_.join();
+}
+
+void closer::close_later(int fd, uid_t uid) noexcept
+{
+	try {
+		std::lock_guard<std::mutex> g(mutex_);
+		queue_.emplace_back(fd, uid);
+		try {
+			per_uid_[uid]++;
+		} catch (const std::bad_alloc &) {
+			queue_.pop_back();
+			throw;
+		}
+		pending_++;
+	} catch (const std::bad_alloc &) {
+		::close(fd); /* out of memory: better a wait than a leak */
+		return;
+	}
+	cv_.notify_one();
+}
+
+std::size_t closer::pending_for(uid_t uid) noexcept
+{
+	std::lock_guard<std::mutex> g(mutex_);
+	auto it = per_uid_.find(uid);
+	return it == per_uid_.end() ? 0 : it->second;
+}
+
+void closer::run()
+{
+	std::vector<std::pair<int, uid_t>> batch;
+	std::unique_lock<std::mutex> g(mutex_);
+	for (;;) {
+		cv_.wait(g, [this] { return stopping_ || !queue_.empty(); });
+		if (queue_.empty())
+			return; /* stopping, and nothing left */
+		std::swap(batch, queue_);
+		g.unlock();
+		for (auto [fd, uid] : batch) {
+			::close(fd); /* may block: that is why it is here */
+			std::lock_guard<std::mutex> lg(mutex_);
+			auto it = per_uid_.find(uid);
+			if (it != per_uid_.end() && --it->second == 0)
+				per_uid_.erase(it);
+			pending_--;
+		}
+		batch.clear();
+		g.lock();
+	}
+}
+
+shared::shared(listener l, server::callbacks cb, server_options o)
+	: listen(std::move(l)), handler(std::move(cb.on_request)),
+	  on_connect(std::move(cb.on_connect)), on_disconnect(std::move(cb.on_disconnect)),
+	  opts(o), per_uid(per_uid_share(o)), refuse_fds(false), log_fn(std::move(cb.on_error))
 {
 	if (opts.max_peers == 0 || opts.max_peers > UINT32_MAX ||
-	    opts.peer_timeout.count() <= 0 || !handler || listen.fd().get() < 0)
+	    opts.peer_timeout.count() <= 0 || !handler || listen.fd().get() < 0 ||
+	    opts.max_stray_fds_per_uid == 0)
 		throw std::system_error(detail::errno_code(EINVAL),
-					"server: max_peers must be >= 1, peer_timeout > 0, and a "
-					"handler and a bound listener given");
+					"server: max_peers and max_stray_fds_per_uid must be >= 1, "
+					"peer_timeout > 0, and a handler and a bound listener given");
+	check_fd_budget(opts);
+	/* Accepted sockets inherit it from the listener, from their first message on. */
+	if (opts.refuse_fds)
+		refuse_fds = refuse_fds_on(listen.fd().get());
+	uid_peers.reserve(std::min<std::size_t>(opts.max_peers, 4096));
 	stop_fd.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 	if (!stop_fd)
 		throw std::system_error(detail::errno_code(errno), "server: eventfd");
@@ -101,19 +314,56 @@ void shared::log(std::uint64_t peer, const peer_credentials &cred, std::error_co
 	}
 }
 
-core::core(shared &s, std::size_t index, std::size_t slots) : shared_(s), index_(index)
+bool shared::take_uid(uid_t uid) noexcept
 {
-	wake_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-	if (!wake_fd_)
+	try {
+		std::lock_guard<std::mutex> g(uid_mutex);
+		std::size_t &n = uid_peers[uid];
+		if (n >= per_uid)
+			return false;
+		n++;
+		return true;
+	} catch (const std::bad_alloc &) {
+		return false;
+	}
+}
+
+void shared::drop_uid(uid_t uid) noexcept
+{
+	std::lock_guard<std::mutex> g(uid_mutex);
+	auto it = uid_peers.find(uid);
+	if (it != uid_peers.end() && --it->second == 0)
+		uid_peers.erase(it);
+}
+
+core::core(shared &s, std::size_t index, std::size_t slots)
+	: shared_(s), index_(index), box_(std::make_shared<mailbox>())
+{
+	box_->wake.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+	if (!box_->wake)
 		throw std::system_error(detail::errno_code(errno), "server: eventfd");
 	/* All peer state now, once: nothing per peer is allocated later. */
 	slots_ = std::vector<peer_slot>(slots);
 	free_.reserve(slots);
 	inbox_.reserve(slots);
 	taking_.reserve(slots);
+	box_->answers.reserve(slots);
+	answering_.reserve(slots);
 	for (std::size_t i = slots; i-- > 0;) {
 		slots_[i].index = static_cast<std::uint32_t>(i);
 		free_.push_back(static_cast<std::uint32_t>(i));
+	}
+}
+
+core::~core()
+{
+	/* The engine goes first: a ring must not outlive the slots its requests point into. */
+	owned_engine.reset();
+	std::vector<answer> dropped;
+	{
+		std::lock_guard<std::mutex> g(box_->mutex);
+		box_->closed = true;
+		std::swap(dropped, box_->answers);
 	}
 }
 
@@ -124,22 +374,28 @@ std::chrono::milliseconds core::tick() const noexcept
 			  std::chrono::milliseconds(250));
 }
 
-void core::refuse(unique_fd sock)
+void core::refuse(unique_fd sock, int err, std::string_view what)
 {
-	/* At max_peers: tell the peer why, without waiting for it, and close. */
+	/*
+	 * Tell the peer why, without waiting for it, and close. The error
+	 * message is queued before the close. When the peer's request was
+	 * already here, unread, the close also resets the peer (ECONNRESET,
+	 * unix_release_sock()); its receive reports the reset once, then
+	 * the message (channel::request_memory reads on for it).
+	 */
 	struct ucred uc = {};
 	socklen_t len = sizeof(uc);
 	::getsockopt(sock.get(), SOL_SOCKET, SO_PEERCRED, &uc, &len);
 	wire::header h;
 	h.kind = wire::kind::error;
-	h.error = EBUSY;
+	h.error = err;
 	std::error_code ec;
 	auto bytes = wire::encode(h, ec);
 	struct iovec iov;
 	struct msghdr msg;
 	detail::build_send(msg, iov, bytes, {}, {});
 	shared_.stats.refused++;
-	shared_.log(0, {uc.pid, uc.uid, uc.gid}, detail::errno_code(EBUSY), "peer limit");
+	shared_.log(0, {uc.pid, uc.uid, uc.gid}, detail::errno_code(err), what);
 	::sendmsg(sock.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
@@ -159,46 +415,78 @@ void core::accepted(unique_fd sock)
 	if (stopping_)
 		return; /* sock closes */
 	if (total >= shared_.opts.max_peers) {
-		refuse(std::move(sock));
+		refuse(std::move(sock), EBUSY, "peer limit");
+		return;
+	}
+	struct ucred uc = {};
+	socklen_t len = sizeof(uc);
+	if (::getsockopt(sock.get(), SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0) {
+		shared_.log(0, {}, detail::errno_code(errno), "SO_PEERCRED");
+		return;
+	}
+	/* A uid whose stray fds are still being closed gets no more peers meanwhile. */
+	if (shared_.stray.pending_for(uc.uid) >= shared_.opts.max_stray_fds_per_uid) {
+		refuse(std::move(sock), EBUSY, "stray fds");
+		return;
+	}
+	if (!shared_.take_uid(uc.uid)) {
+		refuse(std::move(sock), EBUSY, "uid share");
 		return;
 	}
 	least->load_.fetch_add(1, std::memory_order_relaxed);
 	shared_.stats.accepted++;
 	shared_.stats.active++;
 	if (least == this)
-		take_peer(std::move(sock));
+		take_peer(std::move(sock), uc.uid);
 	else
-		least->hand_over(std::move(sock));
+		least->hand_over(std::move(sock), uc.uid);
 }
 
-void core::hand_over(unique_fd sock)
+void core::hand_over(unique_fd sock, uid_t uid)
 {
 	{
 		std::lock_guard<std::mutex> g(inbox_mutex_);
-		inbox_.push_back(sock.release()); /* reserved: load_ <= slots */
+		inbox_.emplace_back(sock.release(), uid); /* reserved: load_ <= slots */
 	}
 	const std::uint64_t one = 1;
-	[[maybe_unused]] ssize_t n = ::write(wake_fd_.get(), &one, sizeof(one));
+	[[maybe_unused]] ssize_t n = ::write(box_->wake.get(), &one, sizeof(one));
 }
 
 void core::take_inbox()
 {
 	std::uint64_t v;
-	[[maybe_unused]] ssize_t n = ::read(wake_fd_.get(), &v, sizeof(v));
+	[[maybe_unused]] ssize_t n = ::read(box_->wake.get(), &v, sizeof(v));
 	{
 		std::lock_guard<std::mutex> g(inbox_mutex_);
 		std::swap(inbox_, taking_);
 	}
-	for (int fd : taking_)
-		take_peer(unique_fd(fd));
+	for (auto [fd, uid] : taking_)
+		take_peer(unique_fd(fd), uid);
 	taking_.clear();
+
+	{
+		std::lock_guard<std::mutex> g(box_->mutex);
+		std::swap(box_->answers, answering_);
+	}
+	const auto now = clock::now();
+	for (answer &a : answering_) {
+		peer_slot &p = slots_[a.slot];
+		/*
+		 * Only the request it was given for: not a peer that went (nor a
+		 * later one in its slot), nor a later request of the same peer.
+		 */
+		if (p.id == a.id && p.requests == a.request && p.state == peer_state::awaiting)
+			respond(p, std::move(a.name), std::move(a.r), now);
+	}
+	answering_.clear(); /* releases what was not sent */
 }
 
 void core::drop_inbox() noexcept
 {
 	std::lock_guard<std::mutex> g(inbox_mutex_);
-	for (int fd : inbox_) {
+	for (auto [fd, uid] : inbox_) {
 		unique_fd(fd).reset();
+		shared_.drop_uid(uid);
 		load_.fetch_sub(1, std::memory_order_release);
 		shared_.stats.active--;
 		shared_.stats.closed++;
@@ -206,10 +494,11 @@ void core::drop_inbox() noexcept
 	inbox_.clear();
 }
 
-void core::take_peer(unique_fd sock)
+void core::take_peer(unique_fd sock, uid_t uid)
 {
 	if (stopping_ || free_.empty()) {
 		/* Stopping (sock closes), or never: core 0 picks a core with a free slot. */
+		shared_.drop_uid(uid);
 		load_.fetch_sub(1, std::memory_order_release);
 		shared_.stats.active--;
 		shared_.stats.closed++;
@@ -221,10 +510,11 @@ void core::take_peer(unique_fd sock)
 
 	p.id = shared_.next_id.fetch_add(1, std::memory_order_relaxed);
 	p.sock = std::move(sock);
+	p.uid_counted = true;
+	p.cred = {0, uid, 0};
 	struct ucred uc = {};
 	socklen_t len = sizeof(uc);
 	if (::getsockopt(p.sock.get(), SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0) {
-		p.cred = {};
 		p.state = peer_state::receiving;
 		fail(p, detail::errno_code(errno), "SO_PEERCRED");
 		return;
@@ -250,11 +540,27 @@ void core::take_peer(unique_fd sock)
 		}
 	}
 
+	p.state = peer_state::receiving;
+	if (shared_.on_connect) {
+		int verdict;
+		try {
+			verdict = shared_.on_connect(peer_info{p.id, p.cred, p.pidfd});
+		} catch (...) {
+			verdict = EIO;
+		}
+		if (verdict != 0) {
+			/* Nothing is in flight yet: the slot lets go of its socket at once. */
+			refuse(std::move(p.sock), sendable_errno(verdict), "refused");
+			begin_close(p);
+			return;
+		}
+		p.connected = true;
+	}
+
 	const auto now = clock::now();
 	p.tokens = shared_.opts.request_burst;
 	p.refilled = now;
 	p.deadline = now + shared_.opts.peer_timeout;
-	p.state = peer_state::receiving;
 	detail::build_receive(p.rx_msg, p.rx_iov, p.rx, p.rx_control.bytes);
 	if (std::error_code ec = engine->arm_receive(p))
 		fail(p, ec, "epoll_ctl");
@@ -275,6 +581,14 @@ bool core::over_flood_limit(peer_slot &p, clock::time_point now) noexcept
 	return false;
 }
 
+void core::discard_fds(peer_slot &p) noexcept
+{
+	stray_owner owner{&shared_, p.cred.uid};
+	for (unique_fd &fd : p.rx_fds)
+		if (fd)
+			dispose_stray(&owner, fd.release());
+}
+
 void core::received(peer_slot &p, long res)
 {
 	if (p.state != peer_state::receiving)
@@ -284,8 +598,13 @@ void core::received(peer_slot &p, long res)
 		return;
 	}
 
-	/* The same checks, in the same order, as channel::receive (cmsg.hpp). */
-	detail::fd_sink sink{p.rx_fds, 0, 0};
+	/*
+	 * The same checks, in the same order, as channel::receive (cmsg.hpp);
+	 * any fd a peer attached goes to the closer thread, never to close()
+	 * here.
+	 */
+	stray_owner owner{&shared_, p.cred.uid};
+	detail::fd_sink sink{p.rx_fds, 0, 0, dispose_stray, &owner};
 	std::optional<peer_credentials> sender;
 	wire::header request;
 	std::error_code ec = detail::finish_receive(p.rx_msg, static_cast<std::size_t>(res), p.rx,
@@ -307,8 +626,12 @@ void core::received(peer_slot &p, long res)
 	}
 
 	reply r;
+	p.requests++;
+	defer_point point{box_, p.index, p.id, p.requests};
 	try {
-		r = shared_.handler(request_context{p.id, p.cred, p.pidfd, request});
+		request_context ctx{p.id, p.cred, p.pidfd, request};
+		ctx.defer_state = &point;
+		r = shared_.handler(ctx);
 	} catch (const std::system_error &e) {
 		fail(p, e.code(), "handler");
 		return;
@@ -316,9 +639,26 @@ void core::received(peer_slot &p, long res)
 		fail(p, detail::errno_code(EIO), "handler");
 		return;
 	}
+	if (r.deferred) {
+		if (!point.deferred) {
+			fail(p, detail::errno_code(EIO), "handler: reply::later() without defer()");
+			return;
+		}
+		/* The answer comes through the mailbox (take_inbox), within peer_timeout. */
+		p.state = peer_state::awaiting;
+		p.deadline = now + shared_.opts.peer_timeout;
+		engine->pause(p);
+		return;
+	}
+	/* A handle taken and not used: its answer finds the peer no longer awaiting. */
+	respond(p, std::move(request.name), std::move(r), now);
+}
 
+void core::respond(peer_slot &p, std::string name, reply r, clock::time_point now)
+{
 	wire::header h;
-	h.name = std::move(request.name);
+	h.name = std::move(name);
+	std::error_code ec;
 	if (!r.memory && r.shared && !r.shared->valid()) {
 		fail(p, detail::errno_code(EBADF), "reply: shared memory holds no fd");
 		return;
@@ -328,20 +668,12 @@ void core::received(peer_slot &p, long res)
 			p.reply_fd = std::move(r.memory);
 		else
 			p.reply_shared = std::move(r.shared); /* its fd lives while this does */
-		const int fd = p.reply_fd ? p.reply_fd.get() : p.reply_shared->fd().get();
+		const borrowed_fd fd = p.reply_fd ? p.reply_fd.get() : p.reply_shared->fd().get();
 		h.kind = wire::kind::memory;
 		h.fd_count = 1;
-		if (r.fixed_size) {
-			h.size = r.fixed_size; /* memfd_secret: fixed, and no seals */
-		} else {
-			struct stat st;
-			if (::fstat(fd, &st) < 0) {
-				fail(p, detail::errno_code(errno), "reply: fstat");
-				return;
-			}
-			h.size = static_cast<std::uint64_t>(st.st_size);
-			int bits = ::fcntl(fd, F_GET_SEALS);
-			h.seals = seals(bits < 0 ? 0u : static_cast<unsigned>(bits) & seals::all);
+		if ((ec = detail::announce_memory(fd, r.fixed_size, h))) {
+			fail(p, ec, "reply: fstat");
+			return;
 		}
 	} else {
 		h.kind = wire::kind::error;
@@ -414,16 +746,27 @@ void core::settle(peer_slot &p)
 
 void core::release(peer_slot &p)
 {
+	if (p.connected && shared_.on_disconnect) {
+		try {
+			shared_.on_disconnect(peer_info{p.id, p.cred, p.pidfd});
+		} catch (...) {
+			/* A hook's failure must not take the server down. */
+		}
+	}
+	if (p.uid_counted)
+		shared_.drop_uid(p.cred.uid);
 	p.sock.reset();
 	p.pidfd.reset();
 	p.reply_fd.reset();
 	p.reply_shared.reset();
-	for (unique_fd &fd : p.rx_fds)
-		fd.reset();
+	discard_fds(p);
 	p.state = peer_state::free;
 	p.pending = op::none;
 	p.epoll_events = 0;
 	p.id = 0;
+	p.requests = 0;
+	p.connected = false;
+	p.uid_counted = false;
 	free_.push_back(p.index); /* reserved for max_peers: no throw */
 	in_use_--;
 	load_.fetch_sub(1, std::memory_order_release);
@@ -437,11 +780,13 @@ void core::sweep(clock::time_point now)
 	if (in_use_ == 0)
 		return;
 	for (peer_slot &p : slots_) {
-		if ((p.state == peer_state::receiving || p.state == peer_state::sending) &&
+		if ((p.state == peer_state::receiving || p.state == peer_state::sending ||
+		     p.state == peer_state::awaiting) &&
 		    now >= p.deadline) {
 			fail(p, std::make_error_code(std::errc::timed_out),
 			     p.state == peer_state::receiving ? "timeout: no request"
-							      : "timeout: reply not taken",
+			     : p.state == peer_state::awaiting ? "timeout: no answer"
+							       : "timeout: reply not taken",
 			     &shared_.stats.timeouts);
 		}
 	}
@@ -479,8 +824,8 @@ struct server::impl {
 	srv::shared shared;
 	std::string fallback_reason;
 
-	impl(listener l, handler h, server_options opts, logger log)
-		: shared(std::move(l), std::move(h), opts, std::move(log))
+	impl(listener l, callbacks cb, server_options opts)
+		: shared(std::move(l), std::move(cb), opts)
 	{
 	}
 
@@ -497,11 +842,19 @@ struct server::impl {
 const std::size_t server::peer_state_bytes = sizeof(srv::peer_slot);
 
 server::server(listener l, handler h, server_options opts, logger log)
-	: impl_(std::make_unique<impl>(std::move(l), std::move(h), opts, std::move(log)))
+	: server(std::move(l), callbacks{std::move(h), {}, {}, std::move(log)}, opts)
+{
+}
+
+server::server(listener l, callbacks cb, server_options opts)
+	: impl_(std::make_unique<impl>(std::move(l), std::move(cb), opts))
 {
 	auto &cores = impl_->shared.cores;
 	std::size_t n = srv::loops_for(opts);
-	while (!opts.force_epoll) {
+	bool uring_ok = !opts.force_epoll;
+	if (uring_ok && !srv::uring_passes_fds(impl_->fallback_reason))
+		uring_ok = false; /* fallback_reason says why */
+	while (uring_ok) {
 		impl_->make_cores(n);
 		std::size_t made = 0;
 		std::string why;
@@ -592,7 +945,7 @@ server_stats server::stats() const noexcept
 {
 	const auto &s = impl_->shared.stats;
 	return {s.accepted, s.refused, s.served, s.closed, s.errors, s.timeouts, s.floods,
-		s.active};
+		s.active, s.stray_fds, impl_->shared.stray.pending()};
 }
 
 } // namespace xmem

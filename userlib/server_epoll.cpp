@@ -20,6 +20,7 @@ namespace {
 
 constexpr std::uint64_t tag_listener = ~std::uint64_t(0);
 constexpr std::uint64_t tag_stop = ~std::uint64_t(0) - 1;
+constexpr std::uint64_t tag_wake = ~std::uint64_t(0) - 2;
 /* Connections taken per wakeup of the listener, so peers already here keep their turn. */
 constexpr int accepts_per_wakeup = 64;
 
@@ -37,6 +38,8 @@ public:
 						"server: making the listener non-blocking");
 		ctl(EPOLL_CTL_ADD, core_.listen_fd(), EPOLLIN, tag_listener);
 		ctl(EPOLL_CTL_ADD, core_.stop_fd(), EPOLLIN, tag_stop);
+		/* Answers given through pending_reply (the one core: no peers are handed over). */
+		ctl(EPOLL_CTL_ADD, core_.wake_fd(), EPOLLIN, tag_wake);
 	}
 
 	server_engine kind() const noexcept override { return server_engine::epoll; }
@@ -80,6 +83,8 @@ public:
 	}
 
 	bool in_flight(const peer_slot &) const noexcept override { return false; }
+
+	void pause(peer_slot &p) override { abort(p); }
 
 	void resume_accept() override
 	{
@@ -136,6 +141,10 @@ private:
 		}
 		if (ev.data.u64 == tag_listener) {
 			accept_some();
+			return;
+		}
+		if (ev.data.u64 == tag_wake) {
+			core_.take_inbox();
 			return;
 		}
 		peer_slot &p = core_.slots()[ev.data.u64];

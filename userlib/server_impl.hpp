@@ -27,10 +27,13 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <sys/socket.h>
+#include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace xmem::srv {
@@ -43,7 +46,11 @@ inline constexpr std::size_t rx_fd_slots = detail::fds_fitting(rx_control_bytes)
 /* A reply carries at most one fd. */
 inline constexpr std::size_t tx_control_bytes = CMSG_SPACE(sizeof(int));
 
-enum class peer_state : std::uint8_t { free, receiving, sending, closing };
+/*
+ * awaiting: the handler deferred its answer (request_context::defer); no
+ * operation is in flight until the answer comes through the core's mailbox.
+ */
+enum class peer_state : std::uint8_t { free, receiving, awaiting, sending, closing };
 enum class op : std::uint8_t { none, receive, send };
 
 struct peer_slot {
@@ -52,12 +59,15 @@ struct peer_slot {
 	std::uint32_t epoll_events = 0;	/* epoll: what it is registered for; 0: not */
 	std::uint32_t index = 0;
 	std::uint64_t id = 0;
+	std::uint64_t requests = 0;	/* requests handled: tells a deferred answer's request */
 	unique_fd sock;
 	unique_fd pidfd;
 	unique_fd reply_fd;		/* the memory being sent, until sendmsg completes */
 	/* Or the memory being sent by its own fd (reply::shared), until sendmsg completes. */
 	std::shared_ptr<const memory> reply_shared;
 	peer_credentials cred{};
+	bool connected = false;		/* on_connect took it: on_disconnect is due */
+	bool uid_counted = false;	/* counted in shared::uid_peers */
 	clock::time_point deadline;
 	clock::time_point refilled;	/* flood limit: token bucket */
 	double tokens = 0;
@@ -75,6 +85,73 @@ struct peer_slot {
 };
 
 class core;
+
+/* An answer given through a pending_reply, for slot @slot while it serves peer @id. */
+struct answer {
+	std::uint32_t slot;
+	std::uint64_t id;
+	std::uint64_t request;	/* which of the peer's requests: peer_slot::requests */
+	std::string name;	/* the request's */
+	reply r;
+};
+
+/*
+ * Where pending_reply answers go: one per core, shared with every handle
+ * still out, so a handle may outlive the server (closed: answers dropped).
+ * @wake is the core's wake eventfd, which its loop polls.
+ */
+struct mailbox {
+	std::mutex mutex;
+	std::vector<answer> answers;
+	bool closed = false;
+	unique_fd wake;
+
+	/* Queues @a and wakes the loop; drops it when closed or out of memory. */
+	void post(answer a) noexcept;
+};
+
+/* What request_context::defer() needs: the core and slot of the request. */
+struct defer_point {
+	std::shared_ptr<mailbox> box;
+	std::uint32_t slot;
+	std::uint64_t id;
+	std::uint64_t request;
+	bool deferred = false;
+};
+
+/*
+ * Closes fds on a thread of its own: fds peers attached where none was
+ * expected, whose close(2) may block for as long as the peer likes (a TCP
+ * socket with SO_LINGER and unsent data; a file on FUSE, FUSE_FLUSH). As
+ * systemd's asynchronous_close(), so the event loops never wait for them.
+ */
+class closer
+{
+public:
+	/* Throws std::system_error when the thread cannot start. */
+	closer();
+	closer(const closer &) = delete;
+	closer &operator=(const closer &) = delete;
+	/* Closes what is still queued, then joins. */
+	~closer();
+
+	/* Queues @fd, which a peer of @uid sent, to be closed (closed here when the queue cannot grow). */
+	void close_later(int fd, uid_t uid) noexcept;
+	/* Fds queued and not yet closed: in all, and sent by peers of @uid. */
+	[[nodiscard]] std::size_t pending() const noexcept { return pending_.load(); }
+	[[nodiscard]] std::size_t pending_for(uid_t uid) noexcept;
+
+private:
+	void run();
+
+	std::mutex mutex_;
+	std::condition_variable cv_;
+	std::vector<std::pair<int, uid_t>> queue_;
+	std::unordered_map<uid_t, std::size_t> per_uid_;
+	std::atomic<std::size_t> pending_{0};
+	bool stopping_ = false;
+	std::thread thread_;
+};
 
 class engine_base
 {
@@ -97,7 +174,19 @@ public:
 	virtual bool in_flight(const peer_slot &p) const noexcept = 0;
 	/* Accept again after pause_accept (called on every tick). */
 	virtual void resume_accept() = 0;
+	/* @p awaits a deferred answer: watch nothing of it meanwhile. */
+	virtual void pause(peer_slot &p) = 0;
 };
+
+/*
+ * The io_uring self-test, once per server before any loop is set up: one
+ * IORING_OP_RECVMSG of a message carrying one fd (SCM_RIGHTS) over a
+ * socketpair. The opcode probe is not enough: Linux 5.5 to 5.11 have the
+ * opcode and fail it with EINVAL when control data comes on AF_UNIX. False
+ * with @why set (the call, its errno, and for EPERM whether a seccomp filter
+ * or kernel.io_uring_disabled refused it).
+ */
+bool uring_passes_fds(std::string &why);
 
 /* io_uring for @c's slots, or nullptr with @why set (the failing call and its errno). */
 std::unique_ptr<engine_base> make_uring_engine(core &c, std::string &why);
@@ -105,24 +194,36 @@ std::unique_ptr<engine_base> make_epoll_engine(core &c);
 
 /* What every event loop of one server shares. */
 struct shared {
-	shared(listener l, server::handler h, server_options o, server::logger lg);
+	shared(listener l, server::callbacks cb, server_options o);
 
 	listener listen;
 	server::handler handler;	/* called concurrently by every loop */
+	std::function<int(const peer_info &)> on_connect;
+	std::function<void(const peer_info &)> on_disconnect;
 	server_options opts;
+	std::size_t per_uid;		/* opts.max_peers_per_uid resolved */
+	bool refuse_fds;		/* SO_PASSRIGHTS is off on every peer socket */
 	server::logger log_fn;		/* called under log_mutex: never concurrently */
 	std::mutex log_mutex;
 	unique_fd stop_fd;
 	std::atomic<std::uint64_t> next_id{1};
 	std::vector<std::unique_ptr<core>> cores;	/* cores[0] accepts */
+	closer stray;			/* fds peers attached */
+
+	/* Peers connected per uid (core 0 adds, any core removes). */
+	std::mutex uid_mutex;
+	std::unordered_map<uid_t, std::size_t> uid_peers;
 
 	struct counters {
 		std::atomic<std::uint64_t> accepted{0}, refused{0}, served{0}, closed{0},
-			errors{0}, timeouts{0}, floods{0}, active{0};
+			errors{0}, timeouts{0}, floods{0}, active{0}, stray_fds{0};
 	} stats;
 
 	void log(std::uint64_t peer, const peer_credentials &cred, std::error_code ec,
 		 std::string_view what) noexcept;
+	/* One more peer of @uid, unless it has its share already. */
+	bool take_uid(uid_t uid) noexcept;
+	void drop_uid(uid_t uid) noexcept;
 };
 
 class core
@@ -131,7 +232,7 @@ public:
 	/* Core @index of @s, with @slots peer slots (>= 1). */
 	core(shared &s, std::size_t index, std::size_t slots);
 	/* The engine goes first: a ring must not outlive the slots its requests point into. */
-	~core() { owned_engine.reset(); }
+	~core();
 	core(const core &) = delete;
 	core &operator=(const core &) = delete;
 
@@ -141,7 +242,7 @@ public:
 	 * least-loaded core.
 	 */
 	void accepted(unique_fd sock);
-	/* Wake eventfd readable: take the sockets core 0 handed over. */
+	/* Wake eventfd readable: take the sockets core 0 handed over, and the answers given. */
 	void take_inbox();
 	/* Closes sockets still in the inbox (run() is over). */
 	void drop_inbox() noexcept;
@@ -166,21 +267,27 @@ public:
 	[[nodiscard]] bool accepts() const noexcept { return index_ == 0; }
 	[[nodiscard]] int listen_fd() const noexcept { return shared_.listen.fd().get(); }
 	[[nodiscard]] int stop_fd() const noexcept { return shared_.stop_fd.get(); }
-	[[nodiscard]] int wake_fd() const noexcept { return wake_fd_.get(); }
+	[[nodiscard]] int wake_fd() const noexcept { return box_->wake.get(); }
 
 	engine_base *engine = nullptr;
 	std::unique_ptr<engine_base> owned_engine;
 
 private:
-	void take_peer(unique_fd sock);
-	void hand_over(unique_fd sock);
+	/* @uid: the peer's, already counted in shared::uid_peers. */
+	void take_peer(unique_fd sock, uid_t uid);
+	void hand_over(unique_fd sock, uid_t uid);
 	/* Logs, closes @p, then counts an error (and @also: timeouts, floods). */
 	void fail(peer_slot &p, std::error_code ec, std::string_view what,
 		  std::atomic<std::uint64_t> *also = nullptr);
 	void begin_close(peer_slot &p);
 	void release(peer_slot &p);
-	void refuse(unique_fd sock);
+	/* Sends @sock an error message of @err and closes it; logs @what. */
+	void refuse(unique_fd sock, int err, std::string_view what);
 	bool over_flood_limit(peer_slot &p, clock::time_point now) noexcept;
+	/* Sends @r as the answer to @p's request (a handler's or a pending_reply's). */
+	void respond(peer_slot &p, std::string name, reply r, clock::time_point now);
+	/* Hands the fds @p received to the closer thread. */
+	void discard_fds(peer_slot &p) noexcept;
 
 	shared &shared_;
 	std::size_t index_;
@@ -193,9 +300,10 @@ private:
 	/* Peers of this core, counting sockets still in the inbox: core 0 adds, this core takes. */
 	std::atomic<std::size_t> load_{0};
 	std::mutex inbox_mutex_;
-	std::vector<int> inbox_;	/* reserved for every slot: pushing never allocates */
-	std::vector<int> taking_;	/* the same; swapped with inbox_ */
-	unique_fd wake_fd_;
+	std::vector<std::pair<int, uid_t>> inbox_;	/* reserved for every slot: pushing never allocates */
+	std::vector<std::pair<int, uid_t>> taking_;	/* the same; swapped with inbox_ */
+	std::shared_ptr<mailbox> box_;	/* pending_reply answers; owns the wake eventfd */
+	std::vector<answer> answering_;	/* swapped with box_->answers */
 };
 
 } // namespace xmem::srv

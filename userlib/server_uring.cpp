@@ -27,6 +27,7 @@
 #include <fstream>
 #include <liburing.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -65,8 +66,36 @@ std::string io_uring_disabled_sysctl()
 	std::ifstream f("/proc/sys/kernel/io_uring_disabled");
 	std::string v;
 	if (f >> v)
-		return " (kernel.io_uring_disabled=" + v + ")";
+		return v;
 	return "";
+}
+
+/* The "Seccomp:" mode of /proc/self/status (proc(5)): 0 none, 1 strict, 2 filter; -1 unknown. */
+int seccomp_mode()
+{
+	std::ifstream f("/proc/self/status");
+	std::string key;
+	while (f >> key) {
+		if (key == "Seccomp:") {
+			int mode = -1;
+			f >> mode;
+			return mode;
+		}
+		f.ignore(4096, '\n');
+	}
+	return -1;
+}
+
+/* Why io_uring_setup(2) said EPERM, as far as the process can tell. */
+std::string eperm_reason()
+{
+	const std::string sysctl = io_uring_disabled_sysctl();
+	if (!sysctl.empty() && sysctl != "0")
+		return "kernel.io_uring_disabled=" + sysctl;
+	if (seccomp_mode() == 2)
+		return "refused by this process's seccomp filter (Seccomp: 2 in /proc/self/status)";
+	return "kernel.io_uring_disabled=" + (sysctl.empty() ? std::string("?") : sysctl) +
+	       ", no seccomp filter seen";
 }
 
 class uring_engine final : public engine_base
@@ -116,7 +145,7 @@ public:
 		if (ret < 0) {
 			why = "io_uring_setup: " + std::string(std::strerror(-ret));
 			if (ret == -EPERM)
-				why += io_uring_disabled_sysctl() + ", or a seccomp filter";
+				why += ": " + eperm_reason();
 			return false;
 		}
 		ready_ = true;
@@ -227,6 +256,9 @@ public:
 	}
 
 	bool in_flight(const peer_slot &p) const noexcept override { return p.pending != op::none; }
+
+	/* Nothing is in flight for a peer awaiting its answer. */
+	void pause(peer_slot &) override {}
 
 	void resume_accept() override
 	{
@@ -350,6 +382,85 @@ private:
 };
 
 } // namespace
+
+bool uring_passes_fds(std::string &why)
+{
+	why.clear();
+	struct io_uring ring;
+	int ret = io_uring_queue_init(2, &ring, 0);
+	if (ret < 0) {
+		why = "io_uring_setup: " + std::string(std::strerror(-ret));
+		if (ret == -EPERM)
+			why += ": " + eperm_reason();
+		return false;
+	}
+	int sv[2];
+	if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+		why = "io_uring self-test: socketpair: " + std::string(std::strerror(errno));
+		io_uring_queue_exit(&ring);
+		return false;
+	}
+	unique_fd a(sv[0]), b(sv[1]);
+
+	/* One message with one fd (the sending end itself) attached. */
+	std::byte byte{0x58};
+	struct iovec iov;
+	struct msghdr msg;
+	detail::control_buffer<CMSG_SPACE(sizeof(int))> control;
+	const borrowed_fd fd = a.get();
+	detail::build_send(msg, iov, std::span<const std::byte>(&byte, 1), control.bytes,
+			   std::span<const borrowed_fd>(&fd, 1));
+	bool ok = false;
+	if (::sendmsg(a.get(), &msg, MSG_NOSIGNAL) != 1) {
+		why = "io_uring self-test: sendmsg: " + std::string(std::strerror(errno));
+	} else {
+		std::byte got{};
+		struct iovec riov;
+		struct msghdr rmsg;
+		detail::control_buffer<CMSG_SPACE(sizeof(int))> rcontrol;
+		detail::build_receive(rmsg, riov, std::span<std::byte>(&got, 1), rcontrol.bytes);
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&ring);
+		io_uring_prep_recvmsg(sqe, b.get(), &rmsg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+		struct io_uring_cqe *cqe = nullptr;
+		struct __kernel_timespec ts = {1, 0};
+		ret = io_uring_submit_and_wait_timeout(&ring, &cqe, 1, &ts, nullptr);
+		if (ret < 0 || !cqe) {
+			why = "io_uring self-test: no completion for IORING_OP_RECVMSG: " +
+			      std::string(std::strerror(-ret));
+		} else {
+			const int res = cqe->res;
+			io_uring_cqe_seen(&ring, cqe);
+			/* Own whatever fds came before judging anything. */
+			std::size_t fds = 0;
+			for (struct cmsghdr *c = CMSG_FIRSTHDR(&rmsg); res >= 0 && c;
+			     c = CMSG_NXTHDR(&rmsg, c)) {
+				if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+					continue;
+				const std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+				for (std::size_t i = 0; i < n; i++) {
+					int received;
+					std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int),
+						    sizeof(received));
+					unique_fd(received).reset();
+					fds++;
+				}
+			}
+			if (res == -EINVAL)
+				why = "io_uring: IORING_OP_RECVMSG refuses SCM_RIGHTS on AF_UNIX "
+				      "(EINVAL, as Linux 5.5 to 5.11 do)";
+			else if (res < 0)
+				why = "io_uring self-test: IORING_OP_RECVMSG with SCM_RIGHTS: " +
+				      std::string(std::strerror(-res));
+			else if (res != 1 || (rmsg.msg_flags & MSG_CTRUNC) || fds != 1)
+				why = "io_uring self-test: IORING_OP_RECVMSG did not deliver the fd "
+				      "sent with SCM_RIGHTS";
+			else
+				ok = true;
+		}
+	}
+	io_uring_queue_exit(&ring);
+	return ok;
+}
 
 std::unique_ptr<engine_base> make_uring_engine(core &c, std::string &why)
 {

@@ -42,9 +42,51 @@ inline unsigned long parse_number(std::string_view text, unsigned long max,
 	auto [ptr, ec] = std::from_chars(text.data(), end, value);
 
 	if (ec != std::errc() || ptr != end || text.empty() || value > max)
-		throw usage_error("bad " + std::string(what) + " '" +
-				  std::string(text) + "'");
+		throw usage_error(std::string(what) + ": '" + std::string(text) +
+				  "' is not a decimal number from 0 to " + std::to_string(max));
 	return value;
+}
+
+/*
+ * The usage_error for what getopt_long(3) (opterr 0, optstring starting
+ * with ':') returned as @c for argv[optind - 1]: ':' a missing value, '?'
+ * an unknown option. Names the option as the user typed it.
+ */
+inline usage_error getopt_error(int c, char **argv, int optind, int optopt)
+{
+	std::string given = optind > 0 ? argv[optind - 1] : "";
+	if (optopt && given.rfind("--", 0) != 0)
+		given = std::string("-") + static_cast<char>(optopt);
+	const std::size_t eq = given.find('=');
+	if (eq != std::string::npos)
+		given.resize(eq);
+	if (c == ':')
+		return usage_error("option '" + given + "' needs a value");
+	if (eq != std::string::npos)
+		return usage_error("option '" + given + "' takes no value");
+	return usage_error("unknown option '" + given + "'");
+}
+
+/*
+ * Escapes @s for a log line: printable ASCII stays, a backslash and every
+ * other byte (control characters, newlines, bytes >= 0x80) becomes \xNN,
+ * so a peer's request name cannot forge or split log lines.
+ */
+inline std::string escaped(std::string_view s)
+{
+	static constexpr char hex[] = "0123456789abcdef";
+	std::string out;
+	out.reserve(s.size());
+	for (unsigned char c : s) {
+		if (c >= 0x20 && c < 0x7f && c != '\\') {
+			out += static_cast<char>(c);
+			continue;
+		}
+		out += "\\x";
+		out += hex[c >> 4];
+		out += hex[c & 0xf];
+	}
+	return out;
 }
 
 /* "EACCES (Permission denied)" for the errno @err. */

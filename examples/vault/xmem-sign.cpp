@@ -5,6 +5,13 @@
  *
  *   xmem-sign --socket PATH --in FILE --sig OUT.sig --pub OUT.pem
  *             [--name NAME] [--allow-ordinary] [--check-seals]
+ *             [--server-uid UID] [--timeout MS] [--help] [--version]
+ *
+ * Before it sends or trusts anything it checks whom it reached: the
+ * server's SO_PEERCRED uid must be --server-uid, by default its own or
+ * root, so a process that created the socket path first cannot hand it a
+ * key of its own to sign with. connect(2) gives up after --timeout
+ * (SO_SNDTIMEO, set before connect) when the vault's backlog is full.
  *
  * OUT.sig gets the 64-byte raw Ed25519 signature, OUT.pem the public key as
  * a PEM SubjectPublicKeyInfo (RFC 8410, section 4), so that
@@ -28,8 +35,14 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <getopt.h>
+#include <optional>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#ifndef XMEM_VERSION
+#define XMEM_VERSION "unknown"
+#endif
 
 using namespace std::chrono_literals;
 using xmem_examples::usage_error;
@@ -44,12 +57,23 @@ struct options {
 	std::string name = "ed25519";
 	bool allow_ordinary = false;
 	bool check_seals = false;
+	std::optional<uid_t> server_uid;	/* unset: our own uid or root */
+	std::chrono::milliseconds timeout = 10000ms;
 };
 
 constexpr const char *usage_text =
 	"usage: xmem-sign --socket PATH --in FILE --sig OUT.sig --pub OUT.pem\n"
-	"                 [--name NAME] [--allow-ordinary] [--check-seals]\n";
-
+	"                 [--name NAME] [--allow-ordinary] [--check-seals]\n"
+	"                 [--server-uid UID] [--timeout MS] [--help] [--version]\n"
+	"  --socket PATH     the vault's socket\n"
+	"  --in FILE         the file to sign\n"
+	"  --sig OUT.sig     where the 64-byte Ed25519 signature goes\n"
+	"  --pub OUT.pem     where the public key goes (PEM SubjectPublicKeyInfo)\n"
+	"  --name NAME       the key to ask for (default ed25519)\n"
+	"  --allow-ordinary  accept a key in ordinary memory\n"
+	"  --check-seals     also check that the key cannot be mapped writable\n"
+	"  --server-uid UID  the uid the vault must run as (default: ours or root)\n"
+	"  --timeout MS      for connecting and for each send and receive (default 10000)\n";
 /* The seals a key on the exclusive backend must carry. */
 constexpr xmem::seals required_seals{xmem::seals::shrink | xmem::seals::grow |
 				     xmem::seals::future_write};
@@ -64,37 +88,69 @@ void say(const std::string &line)
 	std::fprintf(stderr, "xmem-sign: %s\n", line.c_str());
 }
 
-void parse_flag(options &o, int argc, char **argv, int &i)
+/* Parses the command line with getopt_long(3). Throws usage_error. */
+options parse_options(int argc, char **argv, bool &done)
 {
-	using xmem_examples::option_value;
-	const std::string flag = argv[i];
-
-	if (flag == "--socket")
-		o.socket = option_value(argc, argv, i);
-	else if (flag == "--in")
-		o.in = option_value(argc, argv, i);
-	else if (flag == "--sig")
-		o.sig = option_value(argc, argv, i);
-	else if (flag == "--pub")
-		o.pub = option_value(argc, argv, i);
-	else if (flag == "--name")
-		o.name = option_value(argc, argv, i);
-	else if (flag == "--allow-ordinary")
-		o.allow_ordinary = true;
-	else if (flag == "--check-seals")
-		o.check_seals = true;
-	else
-		throw usage_error("unknown argument '" + flag + "'");
-}
-
-options parse_options(int argc, char **argv)
-{
+	using namespace xmem_examples;
+	enum { opt_socket = 256, opt_in, opt_sig, opt_pub, opt_name, opt_allow_ordinary,
+	       opt_check_seals, opt_server_uid, opt_timeout, opt_help, opt_version };
+	static const struct option longopts[] = {
+		{"socket", required_argument, nullptr, opt_socket},
+		{"in", required_argument, nullptr, opt_in},
+		{"sig", required_argument, nullptr, opt_sig},
+		{"pub", required_argument, nullptr, opt_pub},
+		{"name", required_argument, nullptr, opt_name},
+		{"allow-ordinary", no_argument, nullptr, opt_allow_ordinary},
+		{"check-seals", no_argument, nullptr, opt_check_seals},
+		{"server-uid", required_argument, nullptr, opt_server_uid},
+		{"timeout", required_argument, nullptr, opt_timeout},
+		{"help", no_argument, nullptr, opt_help},
+		{"version", no_argument, nullptr, opt_version},
+		{nullptr, 0, nullptr, 0},
+	};
 	options o;
-
-	for (int i = 1; i < argc; i++)
-		parse_flag(o, argc, argv, i);
-	if (o.socket.empty() || o.in.empty() || o.sig.empty() || o.pub.empty())
-		throw usage_error("--socket, --in, --sig and --pub are required");
+	done = false;
+	opterr = 0;
+	optind = 1;
+	int c;
+	while ((c = getopt_long(argc, argv, ":", longopts, nullptr)) != -1) {
+		const std::string value = optarg ? optarg : "";
+		switch (c) {
+		case opt_socket: o.socket = value; break;
+		case opt_in: o.in = value; break;
+		case opt_sig: o.sig = value; break;
+		case opt_pub: o.pub = value; break;
+		case opt_name: o.name = value; break;
+		case opt_allow_ordinary: o.allow_ordinary = true; break;
+		case opt_check_seals: o.check_seals = true; break;
+		case opt_server_uid:
+			o.server_uid = static_cast<uid_t>(
+				parse_number(value, 0xfffffffeUL, "--server-uid"));
+			break;
+		case opt_timeout:
+			o.timeout = std::chrono::milliseconds(
+				parse_number(value, 3600000, "--timeout"));
+			if (o.timeout.count() == 0)
+				throw usage_error("--timeout: must be at least 1 ms");
+			break;
+		case opt_help:
+			std::fputs(usage_text, stdout);
+			done = true;
+			return o;
+		case opt_version:
+			std::printf("xmem-sign %s\n", XMEM_VERSION);
+			done = true;
+			return o;
+		default:
+			throw getopt_error(c, argv, optind, optopt);
+		}
+	}
+	if (optind < argc)
+		throw usage_error(std::string("unexpected argument '") + argv[optind] + "'");
+	for (auto [value, flag] : {std::pair{&o.socket, "--socket"}, {&o.in, "--in"},
+				   {&o.sig, "--sig"}, {&o.pub, "--pub"}})
+		if (value->empty())
+			throw usage_error(std::string(flag) + " is required");
 	return o;
 }
 
@@ -175,12 +231,19 @@ xmem::received_memory fetch_key(const options &o)
 	req.size = crypto_sign_SECRETKEYBYTES;
 	req.accept_ordinary = o.allow_ordinary;
 
+	xmem::connect_options co;
+	co.timeout = o.timeout;
+	co.server_uid = o.server_uid;
 	try {
-		xmem::channel ch = xmem::channel::connect(o.socket);
-		ch.set_timeout(10s);
-		ch.send_request(o.name);
-		return ch.receive_memory(req);
+		/* Whom we reached is checked (SO_PEERCRED) before anything is sent. */
+		xmem::channel ch = xmem::channel::connect(o.socket, co);
+		return ch.request_memory(o.name, req);
 	} catch (const std::system_error &e) {
+		if (e.code() == xmem::errc::peer_not_allowed)
+			throw failure(std::string("not trusting ") + e.what());
+		if (e.code() == std::errc::timed_out)
+			throw failure(o.socket + ": no answer within " +
+				      std::to_string(o.timeout.count()) + " ms: " + e.what());
 		if (e.code() == std::errc::permission_denied)
 			throw failure(o.socket + ": the vault refused us (uid " +
 				      std::to_string(::geteuid()) + " not allowed): " + e.what());
@@ -260,7 +323,10 @@ int main(int argc, char **argv)
 {
 	options o;
 	try {
-		o = parse_options(argc, argv);
+		bool done;
+		o = parse_options(argc, argv, done);
+		if (done)
+			return 0;
 	} catch (const usage_error &e) {
 		std::fprintf(stderr, "xmem-sign: %s\n%s", e.what(), usage_text);
 		return 2;

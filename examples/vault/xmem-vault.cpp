@@ -1,18 +1,28 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * xmem-vault: holds one Ed25519 private key in exclusive memory and hands
- * its fd to allowed peers over a Unix socket.
+ * its fd to allowed peers over a Unix socket, served by xmem::server
+ * (libxmem-server): every peer has its own session, so idle, stalled or
+ * hostile peers cost the others nothing.
  *
  *   xmem-vault --key FILE --socket PATH [--allow-uid UID]... [--name NAME]
  *              [--allow-ordinary] [--socket-mode OCTAL] [--timeout MS]
+ *              [--max-peers N] [--help] [--version]
  *
- * Log lines go to stderr; "xmem-vault: ready on PATH (...)" is printed once
- * the socket listens. SIGINT and SIGTERM end it cleanly (socket unlinked).
+ * Daemon conventions: socket activation (LISTEN_PID/LISTEN_FDS, one
+ * AF_UNIX SOCK_SEQPACKET socket at fd 3, sd_listen_fds(3); --socket is then
+ * not needed), readiness (READY=1 to $NOTIFY_SOCKET, sd_notify(3)), SIGHUP
+ * reloads the key file (peers get the new key from then on; the old one
+ * stays until its last reply is sent), SIGINT and SIGTERM end it cleanly
+ * (a socket it bound is unlinked). Log lines go to stderr, names from
+ * peers escaped; "xmem-vault: ready on PATH (...)" once it serves.
+ * examples/vault/xmem-vault.service and .socket are a hardened unit.
  */
 
 #include "../common/cli.hpp"
 #include "keyfile.hpp"
 
+#include <xmem/server.hpp>
 #include <xmem/xmem.hpp>
 
 #include <sodium.h>
@@ -20,16 +30,26 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fcntl.h>
-#include <poll.h>
+#include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
-#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#ifndef XMEM_VERSION
+#define XMEM_VERSION "unknown"
+#endif
 
 using namespace std::chrono_literals;
 using xmem_examples::usage_error;
@@ -38,57 +58,109 @@ namespace {
 
 struct options {
 	std::string key;
-	std::string socket;
+	std::string socket;	/* empty with socket activation */
 	std::string name = "ed25519";
 	std::vector<uid_t> allow;	/* empty: the vault's own uid */
 	bool allow_ordinary = false;
 	unsigned socket_mode = 0600;
-	std::chrono::milliseconds timeout = 2000ms;	/* per peer, for each send and receive */
+	std::chrono::milliseconds timeout = 10000ms;	/* per peer: server_options::peer_timeout */
+	std::size_t max_peers = 1024;
 };
 
 constexpr const char *usage_text =
 	"usage: xmem-vault --key FILE --socket PATH [--allow-uid UID]... [--name NAME]\n"
-	"                  [--allow-ordinary] [--socket-mode OCTAL] [--timeout MS]\n";
+	"                  [--allow-ordinary] [--socket-mode OCTAL] [--timeout MS]\n"
+	"                  [--max-peers N] [--help] [--version]\n"
+	"  --key FILE          Ed25519 private key (PKCS#8 PEM or OpenSSH, unencrypted)\n"
+	"  --socket PATH       Unix socket to listen on (not needed with socket activation)\n"
+	"  --allow-uid UID     a uid that may have the key (repeatable; default: our own)\n"
+	"  --name NAME         the name peers ask for (default ed25519)\n"
+	"  --allow-ordinary    serve ordinary memory when no exclusive backend exists\n"
+	"  --socket-mode OCTAL mode of the socket file (default 0600)\n"
+	"  --timeout MS        a peer's time to send each request and take each reply\n"
+	"                      (default 10000)\n"
+	"  --max-peers N       peers connected at once (default 1024; one uid: half)\n";
+
+std::mutex log_mutex;
 
 void log(const std::string &line)
 {
+	std::lock_guard<std::mutex> g(log_mutex);
 	std::fprintf(stderr, "xmem-vault: %s\n", line.c_str());
 }
 
-/* Applies the flag argv[@i] (and its value) to @o. Throws usage_error. */
-void parse_flag(options &o, int argc, char **argv, int &i)
+/* Parses the command line with getopt_long(3). Throws usage_error. */
+options parse_options(int argc, char **argv, bool &done)
 {
 	using namespace xmem_examples;
-	const std::string flag = argv[i];
-
-	if (flag == "--key")
-		o.key = option_value(argc, argv, i);
-	else if (flag == "--socket")
-		o.socket = option_value(argc, argv, i);
-	else if (flag == "--name")
-		o.name = option_value(argc, argv, i);
-	else if (flag == "--allow-uid")
-		o.allow.push_back(static_cast<uid_t>(
-			parse_number(option_value(argc, argv, i), 0xfffffffeUL, "uid")));
-	else if (flag == "--allow-ordinary")
-		o.allow_ordinary = true;
-	else if (flag == "--socket-mode")
-		o.socket_mode = static_cast<unsigned>(std::stoul(option_value(argc, argv, i), nullptr, 8)) & 0777;
-	else if (flag == "--timeout")
-		o.timeout = std::chrono::milliseconds(
-			parse_number(option_value(argc, argv, i), 3600000, "timeout"));
-	else
-		throw usage_error("unknown argument '" + flag + "'");
-}
-
-options parse_options(int argc, char **argv)
-{
+	enum { opt_key = 256, opt_socket, opt_name, opt_allow_uid, opt_allow_ordinary,
+	       opt_socket_mode, opt_timeout, opt_max_peers, opt_help, opt_version };
+	static const struct option longopts[] = {
+		{"key", required_argument, nullptr, opt_key},
+		{"socket", required_argument, nullptr, opt_socket},
+		{"name", required_argument, nullptr, opt_name},
+		{"allow-uid", required_argument, nullptr, opt_allow_uid},
+		{"allow-ordinary", no_argument, nullptr, opt_allow_ordinary},
+		{"socket-mode", required_argument, nullptr, opt_socket_mode},
+		{"timeout", required_argument, nullptr, opt_timeout},
+		{"max-peers", required_argument, nullptr, opt_max_peers},
+		{"help", no_argument, nullptr, opt_help},
+		{"version", no_argument, nullptr, opt_version},
+		{nullptr, 0, nullptr, 0},
+	};
 	options o;
-
-	for (int i = 1; i < argc; i++)
-		parse_flag(o, argc, argv, i);
-	if (o.key.empty() || o.socket.empty())
-		throw usage_error("--key and --socket are required");
+	done = false;
+	opterr = 0;
+	optind = 1;
+	int c;
+	while ((c = getopt_long(argc, argv, ":", longopts, nullptr)) != -1) {
+		const std::string value = optarg ? optarg : "";
+		switch (c) {
+		case opt_key: o.key = value; break;
+		case opt_socket: o.socket = value; break;
+		case opt_name: o.name = value; break;
+		case opt_allow_uid:
+			o.allow.push_back(static_cast<uid_t>(
+				parse_number(value, 0xfffffffeUL, "--allow-uid")));
+			break;
+		case opt_allow_ordinary: o.allow_ordinary = true; break;
+		case opt_socket_mode: {
+			char *end = nullptr;
+			errno = 0;
+			const unsigned long m = std::strtoul(value.c_str(), &end, 8);
+			if (value.empty() || *end || errno || m > 0777)
+				throw usage_error("--socket-mode: '" + value +
+						  "' is not an octal mode from 0 to 0777");
+			o.socket_mode = static_cast<unsigned>(m);
+			break;
+		}
+		case opt_timeout:
+			o.timeout = std::chrono::milliseconds(
+				parse_number(value, 3600000, "--timeout"));
+			if (o.timeout.count() == 0)
+				throw usage_error("--timeout: must be at least 1 ms");
+			break;
+		case opt_max_peers:
+			o.max_peers = parse_number(value, 1000000, "--max-peers");
+			if (o.max_peers == 0)
+				throw usage_error("--max-peers: must be at least 1");
+			break;
+		case opt_help:
+			std::fputs(usage_text, stdout);
+			done = true;
+			return o;
+		case opt_version:
+			std::printf("xmem-vault %s\n", XMEM_VERSION);
+			done = true;
+			return o;
+		default:
+			throw getopt_error(c, argv, optind, optopt);
+		}
+	}
+	if (optind < argc)
+		throw usage_error(std::string("unexpected argument '") + argv[optind] + "'");
+	if (o.key.empty())
+		throw usage_error("--key is required");
 	if (o.name.empty() || o.name.size() > xmem::wire::name_max ||
 	    o.name.find('/') != std::string::npos)
 		throw usage_error("--name must be 1 to 63 bytes without '/'");
@@ -195,103 +267,164 @@ private:
 };
 
 /* ------------------------------------------------------------------ */
+/* Daemon conventions                                                  */
+
+/*
+ * The socket systemd passed (sd_listen_fds(3): LISTEN_PID is ours,
+ * LISTEN_FDS sockets from fd 3), adopted; an empty listener when none was
+ * passed. The variables are unset so children do not take them for theirs.
+ * Throws std::runtime_error for more than one socket or a bad one.
+ */
+xmem::listener inherited_listener()
+{
+	const char *pid = std::getenv("LISTEN_PID");
+	const char *fds = std::getenv("LISTEN_FDS");
+	if (!pid || !fds || std::strtol(pid, nullptr, 10) != ::getpid())
+		return {};
+	const long n = std::strtol(fds, nullptr, 10);
+	::unsetenv("LISTEN_PID");
+	::unsetenv("LISTEN_FDS");
+	::unsetenv("LISTEN_FDNAMES");
+	if (n != 1)
+		throw std::runtime_error("socket activation: LISTEN_FDS=" + std::string(fds) +
+					 ", expected exactly one socket");
+	try {
+		return xmem::listener::adopt(xmem::unique_fd(3));
+	} catch (const std::system_error &e) {
+		throw std::runtime_error(std::string("socket activation: ") + e.what());
+	}
+}
+
+/*
+ * Sends @state ("READY=1", ...) to $NOTIFY_SOCKET when set (sd_notify(3);
+ * "@name" is an abstract socket). Errors are logged, never fatal.
+ */
+void notify(const std::string &state)
+{
+	const char *path = std::getenv("NOTIFY_SOCKET");
+	if (!path || !*path)
+		return;
+	struct sockaddr_un addr = {};
+	addr.sun_family = AF_UNIX;
+	const std::size_t len = std::strlen(path);
+	if (len >= sizeof(addr.sun_path) || (path[0] != '/' && path[0] != '@')) {
+		log("NOTIFY_SOCKET: not a socket path: " + xmem_examples::escaped(path));
+		return;
+	}
+	std::memcpy(addr.sun_path, path, len);
+	if (path[0] == '@')
+		addr.sun_path[0] = '\0';
+	xmem::unique_fd fd(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+	const socklen_t alen = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + len);
+	if (!fd || ::sendto(fd.get(), state.data(), state.size(), MSG_NOSIGNAL,
+			    reinterpret_cast<struct sockaddr *>(&addr), alen) < 0)
+		log("NOTIFY_SOCKET: " + std::string(std::strerror(errno)));
+}
+
+/* ------------------------------------------------------------------ */
 /* Serving                                                             */
 
-/*
- * Blocks SIGINT and SIGTERM and returns a signalfd(2) that reports them, so
- * the poll loop sees them without races. Throws std::system_error.
- */
-xmem::unique_fd block_stop_signals()
+/* The key being served; SIGHUP replaces it. Read from every event loop. */
+class key_slot
 {
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGTERM);
-	if (::sigprocmask(SIG_BLOCK, &set, nullptr) < 0)
-		throw std::system_error(errno, std::generic_category(), "sigprocmask");
-	xmem::unique_fd fd(::signalfd(-1, &set, SFD_CLOEXEC));
-	if (!fd)
-		throw std::system_error(errno, std::generic_category(), "signalfd");
-	return fd;
+public:
+	explicit key_slot(std::shared_ptr<const vault_key> k) : key_(std::move(k)) {}
+
+	[[nodiscard]] std::shared_ptr<const vault_key> get() const
+	{
+		std::lock_guard<std::mutex> g(mutex_);
+		return key_;
+	}
+	void set(std::shared_ptr<const vault_key> k)
+	{
+		std::lock_guard<std::mutex> g(mutex_);
+		key_ = std::move(k);
+	}
+
+private:
+	mutable std::mutex mutex_;
+	std::shared_ptr<const vault_key> key_;
+};
+
+std::string describe(const xmem::peer_credentials &who)
+{
+	return "peer pid " + std::to_string(who.pid) + " uid " + std::to_string(who.uid);
 }
 
 /*
- * Answers one connected peer. The request is read before any answer, even
- * from a peer that will be refused: closing a socket with a message still
- * unread resets the connection (ECONNRESET), and the peer would never see
- * why it was refused. Throws std::system_error when the peer goes.
+ * The vault's answer to one request, on the server's event loops. The uid
+ * was checked at connect (admit) and is checked again here; then the name.
+ * Neither check waits on anything.
  */
-void serve_peer(xmem::channel &ch, const vault_key &k, const options &o)
+xmem::reply answer(const xmem::request_context &c, const key_slot &keys, const options &o)
 {
-	ch.set_timeout(o.timeout);
-	const xmem::peer_credentials who = ch.peer();
-	const bool allowed = xmem::uid_allowed(who, o.allow);
-	const std::string peer = "peer pid " + std::to_string(who.pid) + " uid " +
-				 std::to_string(who.uid);
-
-	std::error_code ec;
-	xmem::message m = ch.receive(ec);
-	if (ec) {
-		log(peer + (allowed ? "" : ": refused (uid not allowed)") + ": no request (" +
-		    ec.message() + ")");
-		return;
-	}
-	if (!allowed) {
+	const std::string peer = describe(c.cred);
+	if (!xmem::uid_allowed(c.cred, o.allow)) {
 		log(peer + ": refused (uid not allowed)");
-		ch.send_error(EACCES, m.header.name);
-	} else if (m.header.kind != xmem::wire::kind::request) {
-		log(peer + ": refused (not a request)");
-		ch.send_error(EPROTO, m.header.name);
-	} else if (m.header.name != o.name) {
-		log(peer + ": refused (no key named '" + m.header.name + "')");
-		ch.send_error(ENOENT, m.header.name);
-	} else {
-		ch.send_memory(k.memory, o.name);
-		log(peer + ": granted '" + o.name + "'");
+		return xmem::reply::refuse(EACCES);
 	}
+	if (c.request.name != o.name) {
+		log(peer + ": refused (no key named '" + xmem_examples::escaped(c.request.name) +
+		    "')");
+		return xmem::reply::refuse(ENOENT);
+	}
+	std::shared_ptr<const vault_key> k = keys.get();
+	log(peer + ": granted '" + o.name + "'");
+	/* The reply holds the whole key (memory and mapping) until it is sent. */
+	return xmem::reply::share(std::shared_ptr<const xmem::memory>(k, &k->memory));
 }
 
-/* Accepts one waiting peer and serves it; errors are logged, not thrown. */
-void accept_one(xmem::listener &l, const vault_key &k, const options &o)
+/*
+ * A new peer: one whose uid may not have the key is refused at once (sent
+ * EACCES and closed), so it holds no slot while its request is awaited.
+ */
+int admit(const xmem::peer_info &p, const options &o)
 {
-	std::error_code ec;
-	xmem::channel ch = l.accept(ec);
-	if (ec) {
-		if (ec != std::errc::resource_unavailable_try_again &&
-		    ec != std::errc::interrupted)
-			log("accept: " + ec.message());
-		return;
-	}
-	try {
-		serve_peer(ch, k, o);
-	} catch (const std::system_error &e) {
-		log(std::string("peer: ") + e.what());
-	}
+	if (xmem::uid_allowed(p.cred, o.allow))
+		return 0;
+	log(describe(p.cred) + ": refused (uid not allowed)");
+	return EACCES;
 }
 
-/* Serves peers until SIGINT or SIGTERM arrives on @sigfd. Returns the exit status. */
-int serve(xmem::listener &l, int sigfd, const vault_key &k, const options &o)
+/* A peer the server closed or refused: why, in one line. */
+void log_peer_error(const xmem::log_event &e)
 {
-	if (::fcntl(l.fd().get(), F_SETFL, O_NONBLOCK) < 0)
-		throw std::system_error(errno, std::generic_category(), "listener O_NONBLOCK");
-	pollfd fds[2] = {{l.fd().get(), POLLIN, 0}, {sigfd, POLLIN, 0}};
+	if (e.what == "refused")
+		return; /* admit() said why */
+	log(describe(e.cred) + ": " + std::string(e.what) + " (" + e.error.message() + ")");
+}
 
+/*
+ * Waits for SIGINT, SIGTERM and SIGHUP (blocked in every thread before the
+ * server started its loops) and acts on them: stop, or reload the key.
+ * Ends when @over is set and SIGTERM is sent to it.
+ */
+void signal_loop(const sigset_t &set, xmem::server &srv, key_slot &keys, const options &o,
+		 const std::atomic<bool> &over)
+{
 	for (;;) {
-		if (::poll(fds, 2, -1) < 0) {
-			if (errno == EINTR)
-				continue;
-			log(std::string("poll: ") + std::strerror(errno));
-			return 1;
+		siginfo_t si;
+		const int sig = ::sigwaitinfo(&set, &si);
+		if (sig < 0)
+			continue; /* EINTR */
+		if (over)
+			return;
+		if (sig == SIGHUP) {
+			notify("RELOADING=1");
+			try {
+				keys.set(std::make_shared<const vault_key>(load_key(o)));
+				log("SIGHUP: key reloaded from " + o.key);
+			} catch (const std::exception &e) {
+				log("SIGHUP: reload failed, serving the key loaded before: " +
+				    std::string(e.what()));
+			}
+			notify("READY=1");
+			continue;
 		}
-		if (fds[1].revents & POLLIN) {
-			signalfd_siginfo si{};
-			if (::read(sigfd, &si, sizeof(si)) == sizeof(si))
-				log(std::string(sigabbrev_np(static_cast<int>(si.ssi_signo))) +
-				    ": stopping");
-			return 0;
-		}
-		if (fds[0].revents)
-			accept_one(l, k, o);
+		log(std::string(sigabbrev_np(sig)) + ": stopping");
+		notify("STOPPING=1");
+		srv.stop();
+		return;
 	}
 }
 
@@ -308,20 +441,54 @@ xmem::listener listen_on(const options &o)
 	}
 }
 
-int run(const options &o, int sigfd)
+int run(const options &o, const sigset_t &stop_set)
 {
-	vault_key k = load_key(o);
+	key_slot keys(std::make_shared<const vault_key>(load_key(o)));
 	control_region control;
-	xmem::listener l = listen_on(o);
+	xmem::listener l = inherited_listener();
+	const bool activated = l.fd().get() >= 0;
+	if (!activated) {
+		if (o.socket.empty())
+			throw std::runtime_error("--socket is required without socket activation");
+		l = listen_on(o);
+	}
+	const std::string where = l.path();
+
+	xmem::server_options so;
+	so.peer_timeout = o.timeout;
+	so.max_peers = o.max_peers;
+	xmem::server::callbacks cb;
+	cb.on_request = [&keys, &o](const xmem::request_context &c) { return answer(c, keys, o); };
+	cb.on_connect = [&o](const xmem::peer_info &p) { return admit(p, o); };
+	cb.on_error = log_peer_error;
+	xmem::server srv(std::move(l), std::move(cb), so);
 
 	std::string allowed;
 	for (uid_t uid : o.allow)
 		allowed += (allowed.empty() ? "" : ",") + std::to_string(uid);
 	log("allowed uids: " + allowed);
-	log("ready on " + o.socket + " (backend " +
-	    std::string(xmem::to_string(k.memory.backend())) + ", " +
-	    std::to_string(vault::secret_key_size) + " bytes, seals " + k.seals + ")");
-	return serve(l, sigfd, k, o);
+	log("server: " + std::string(xmem::to_string(srv.engine())) + ", " +
+	    std::to_string(srv.event_loops()) + " event loop(s)" +
+	    (srv.fallback_reason().empty() ? "" : " (" + srv.fallback_reason() + ")"));
+	const auto k = keys.get();
+	log("ready on " + where + (activated ? " (socket activation, backend " : " (backend ") +
+	    std::string(xmem::to_string(k->memory.backend())) + ", " +
+	    std::to_string(vault::secret_key_size) + " bytes, seals " + k->seals + ")");
+	notify("READY=1\nSTATUS=serving " + o.name);
+
+	std::atomic<bool> over{false};
+	std::thread signals([&] { signal_loop(stop_set, srv, keys, o, over); });
+	int status = 0;
+	try {
+		srv.run();
+	} catch (const std::exception &e) {
+		log(std::string("server: ") + e.what());
+		status = 1;
+	}
+	over = true;
+	::pthread_kill(signals.native_handle(), SIGTERM);
+	signals.join();
+	return status;
 }
 
 /* One line for a failure to start. */
@@ -340,7 +507,10 @@ int main(int argc, char **argv)
 {
 	options o;
 	try {
-		o = parse_options(argc, argv);
+		bool done;
+		o = parse_options(argc, argv, done);
+		if (done)
+			return 0;
 	} catch (const std::exception &e) {
 		std::fprintf(stderr, "xmem-vault: %s\n%s", e.what(), usage_text);
 		return 2;
@@ -349,9 +519,18 @@ int main(int argc, char **argv)
 		log("sodium_init failed");
 		return 1;
 	}
+	/* Blocked before any thread starts, so every thread inherits it and only sigwaitinfo sees them. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	if (::pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0) {
+		log("pthread_sigmask failed");
+		return 1;
+	}
 	try {
-		xmem::unique_fd sigfd = block_stop_signals();
-		return run(o, sigfd.get());
+		return run(o, set);
 	} catch (const vault::key_error &e) {
 		log(o.key + ": " + e.what());
 	} catch (const std::system_error &e) {

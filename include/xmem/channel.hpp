@@ -79,6 +79,24 @@ struct received_memory {
 received_memory verify_memory(unique_fd fd, const wire::header &h,
 			      const requirements &req, std::error_code &ec) noexcept;
 
+/* How a client connects: channel::connect(path, connect_options). */
+struct connect_options {
+	/*
+	 * connect(2), and each send and receive after it, give up after this
+	 * (SO_SNDTIMEO is set before connect(2), which waits on it while the
+	 * listener's backlog is full: net/unix/af_unix.c, unix_stream_connect();
+	 * SO_RCVTIMEO after). Zero: wait forever.
+	 */
+	std::chrono::milliseconds timeout{10000};
+	/*
+	 * The uid the server must run as, checked with SO_PEERCRED before
+	 * anything is sent or received: a process that created the socket
+	 * path first cannot pass for the server. Unset: this process's
+	 * effective uid or root (0).
+	 */
+	std::optional<uid_t> server_uid;
+};
+
 class channel
 {
 public:
@@ -92,6 +110,16 @@ public:
 	 */
 	static channel connect(const std::string &path);
 	static channel connect(const std::string &path, std::error_code &ec) noexcept;
+	/*
+	 * Connects with a timeout and checks whom it reached (connect_options).
+	 * Errors: as above; ETIMEDOUT when connect(2) waited @o.timeout
+	 * (the kernel's EAGAIN); errc::peer_not_allowed when the server's
+	 * SO_PEERCRED uid is not the one expected (the throwing form names
+	 * both uids). Defined in connect.cpp.
+	 */
+	static channel connect(const std::string &path, const connect_options &o);
+	static channel connect(const std::string &path, const connect_options &o,
+			       std::error_code &ec) noexcept;
 
 	/* Takes @fd; errc::not_seqpacket unless it is an AF_UNIX SOCK_SEQPACKET socket. */
 	static channel adopt(unique_fd fd, std::error_code &ec) noexcept;
@@ -182,6 +210,19 @@ public:
 	received_memory receive_memory(const requirements &req);
 	received_memory receive_memory(const requirements &req, std::error_code &ec) noexcept;
 
+	/*
+	 * Asks for @name and receives the memory (send_request, then
+	 * receive_memory with a budget of the one fd a memory reply carries,
+	 * wire protocol: docs/protocol.md). A server that refuses a peer
+	 * (EBUSY at its peer limit, EACCES) sends an error message and closes:
+	 * when the request cannot be sent (EPIPE, ECONNRESET) the message the
+	 * server left is still read, and its errno is the error. Errors: those
+	 * of receive_memory and send. Defined in connect.cpp.
+	 */
+	received_memory request_memory(std::string_view name, const requirements &req);
+	received_memory request_memory(std::string_view name, const requirements &req,
+				       std::error_code &ec) noexcept;
+
 	/* SO_PEERCRED: the peer at connect() time. */
 	[[nodiscard]] peer_credentials peer() const;
 	/*
@@ -221,6 +262,17 @@ public:
 	static listener bind(const std::string &path, unsigned mode = 0600, int backlog = 128);
 	static listener bind(const std::string &path, unsigned mode, int backlog,
 			     std::error_code &ec) noexcept;
+	/*
+	 * Takes a listening socket made elsewhere: inherited from systemd
+	 * (socket activation, sd_listen_fds(3): fds from 3 on), or from a
+	 * parent. It must be AF_UNIX SOCK_SEQPACKET (else errc::not_seqpacket)
+	 * and listening (SO_ACCEPTCONN; else EINVAL). FD_CLOEXEC is set on it
+	 * (inherited fds lack it). path() is its bound name (getsockname(2);
+	 * "@name" for an abstract one); the path is never unlinked, since
+	 * whoever made it owns it. Defined in connect.cpp.
+	 */
+	static listener adopt(unique_fd fd, std::error_code &ec) noexcept;
+	static listener adopt(unique_fd fd);
 
 	listener() noexcept = default;
 	listener(listener &&other) noexcept;

@@ -1,8 +1,18 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * secure_resource: a std::pmr::memory_resource over a mapping of exclusive
- * memory, so secrets can live in std::pmr::string, std::pmr::vector and
- * friends without a byte of them reaching ordinary memory.
+ * memory, so that what containers allocate (std::pmr::vector's elements,
+ * a long std::pmr::string's characters) lives in exclusive memory.
+ *
+ * What it cannot do: keep bytes that a type stores inside its own object
+ * out of ordinary memory. std::pmr::string keeps up to 15 chars (libstdc++;
+ * 22 in libc++) in the string object itself (the small-string
+ * optimisation) and allocates nothing for them, so a short secret in a
+ * std::pmr::string lives wherever the string object lives: the stack, the
+ * heap. For secrets of any length use secure_string below, which has no
+ * inline buffer: every byte it holds is in the resource.
+ * tests/unit/test_secure_resource.cpp scans the process's ordinary memory
+ * for a 6-char secret held each way.
  *
  *  - First fit over the mapped bytes, blocks rounded up to 16 bytes
  *    (alignof(std::max_align_t)); adjacent free blocks merge.
@@ -26,6 +36,7 @@
 #include <map>
 #include <memory_resource>
 #include <span>
+#include <string_view>
 
 namespace xmem {
 
@@ -64,6 +75,62 @@ private:
 	std::map<std::size_t, std::size_t> free_;
 	std::map<std::size_t, std::size_t> used_;
 	std::size_t in_use_ = 0;
+};
+
+/*
+ * A string of secret bytes with no inline buffer: every byte it holds,
+ * short or long, is in its memory resource (a secure_resource over
+ * exclusive memory), never in the object itself. The object holds only a
+ * pointer, a size, a capacity and the resource. Bytes are kept
+ * NUL-terminated (c_str()). Memory it lets go of (growing, clear(),
+ * destruction) is zeroed with explicit_bzero(3) first. Move-only, so no
+ * copy of a secret is made behind the caller's back.
+ *
+ * Growing allocates size() + 1 rounded up to 16 bytes (the resource's
+ * granule) and moves the bytes; std::bad_alloc when the resource is full.
+ * Sizes are in bytes (chars).
+ */
+class secure_string
+{
+public:
+	explicit secure_string(std::pmr::memory_resource &r) noexcept : resource_(&r) {}
+	/* A copy of @s in @r. Throws std::bad_alloc. */
+	secure_string(std::string_view s, std::pmr::memory_resource &r);
+	secure_string(secure_string &&other) noexcept;
+	secure_string &operator=(secure_string &&other) noexcept;
+	secure_string(const secure_string &) = delete;
+	secure_string &operator=(const secure_string &) = delete;
+	/* Zeroes and frees the bytes. */
+	~secure_string();
+
+	[[nodiscard]] std::size_t size() const noexcept { return size_; }
+	[[nodiscard]] std::size_t capacity() const noexcept { return capacity_; }
+	[[nodiscard]] bool empty() const noexcept { return size_ == 0; }
+	/* The bytes, in the resource; nullptr while nothing was ever stored. */
+	[[nodiscard]] char *data() noexcept { return data_; }
+	[[nodiscard]] const char *data() const noexcept { return data_; }
+	/* NUL-terminated; "" (a literal, not in the resource) while empty and unallocated. */
+	[[nodiscard]] const char *c_str() const noexcept { return data_ ? data_ : ""; }
+	[[nodiscard]] std::string_view view() const noexcept { return {c_str(), size_}; }
+	[[nodiscard]] std::pmr::memory_resource *resource() const noexcept { return resource_; }
+
+	/* Room for @n bytes without reallocating. Throws std::bad_alloc. */
+	void reserve(std::size_t n);
+	/* @n bytes: new ones are '\0'; dropped ones are zeroed. Throws std::bad_alloc. */
+	void resize(std::size_t n);
+	void assign(std::string_view s);
+	void append(std::string_view s);
+	void push_back(char c);
+	/* Size 0; the bytes held are zeroed, the capacity kept. */
+	void clear() noexcept;
+
+private:
+	void release() noexcept;
+
+	std::pmr::memory_resource *resource_;
+	char *data_ = nullptr;
+	std::size_t size_ = 0;
+	std::size_t capacity_ = 0;	/* bytes usable, excluding the NUL */
 };
 
 } // namespace xmem

@@ -24,11 +24,18 @@
  *
  * Bounded resources: peer state is fixed (server::peer_state_bytes each,
  * allocated once: ceil(max_peers / loops) slots per loop, so at most
- * max_peers + loops - 1 in all, plus 8 bytes per slot for the hand-over queue
- * and two io_uring completion entries, 32 bytes); a peer holds at most 3 fds in the
- * server (its socket, its pidfd, the reply in flight, unless the reply
- * shares a memory's own fd); a peer beyond
- * max_peers is sent EBUSY and closed.
+ * max_peers + loops - 1 in all, plus per slot 16 bytes of hand-over queue,
+ * 192 of deferred-answer queue and two io_uring completion entries, 32
+ * bytes); a peer holds at most 3 fds in the server (its socket, its pidfd,
+ * the reply in flight, unless the reply shares a memory's own fd), checked
+ * against RLIMIT_NOFILE; a peer beyond max_peers, or beyond its uid's share,
+ * is sent EBUSY and closed. No fd a peer attaches is closed on an event
+ * loop: SO_PASSRIGHTS is off (Linux 6.16), else they go to a closer thread.
+ * The io_uring engine is chosen only after a self-test recvmsg delivered
+ * an fd (see server_options and docs/protocol.md, "Server engines").
+ *
+ * Built as its own library, libxmem-server (pkg-config libxmem-server),
+ * so users of the core library do not link liburing.
  */
 #pragma once
 
@@ -45,6 +52,13 @@
 #include <system_error>
 
 namespace xmem {
+
+namespace srv {
+struct mailbox;
+struct defer_point;
+} // namespace srv
+
+class pending_reply;
 
 enum class server_engine { io_uring, epoll };
 
@@ -70,6 +84,26 @@ struct request_context {
 	 */
 	borrowed_fd pidfd;
 	const wire::header &request;	/* kind request, fd_count 0, batch fields 0 */
+
+	/*
+	 * Answers this request later, from any thread: returns the handle to
+	 * answer with (pending_reply::answer); the handler then returns
+	 * reply::later(). Until it is answered the peer's next request is not
+	 * read; it must come within server_options::peer_timeout, else the peer
+	 * is closed ("timeout: no answer"). Call it at most once per request.
+	 * Throws std::logic_error when called on a copy or twice, std::bad_alloc.
+	 */
+	[[nodiscard]] pending_reply defer() const;
+
+	/* Internal: the server's slot this request came on (null in a copy). */
+	srv::defer_point *defer_state = nullptr;
+};
+
+/* A peer as the connect and disconnect hooks see it (valid during the call only). */
+struct peer_info {
+	std::uint64_t peer;		/* as request_context::peer */
+	peer_credentials cred;		/* SO_PEERCRED at connect() */
+	borrowed_fd pidfd;		/* SO_PEERPIDFD, or -1 as in request_context */
 };
 
 /* A handler's answer. */
@@ -112,6 +146,47 @@ struct reply {
 	static reply share(std::shared_ptr<const xmem::memory> m);
 	/* Refuses with errno @err (EACCES, ENOENT, ...). */
 	static reply refuse(int err) noexcept;
+	/* What a handler returns after request_context::defer(). */
+	static reply later() noexcept;
+
+	/* Set by later(): the answer comes through a pending_reply. */
+	bool deferred = false;
+};
+
+/*
+ * The handle a handler gets from request_context::defer(): the answer to one
+ * request of one peer, given later from any thread. Move-only. Answering a
+ * peer that has gone (closed, timed out, the server destroyed) does nothing:
+ * the reply (its fd, its shared memory) is released. A handle destroyed
+ * unanswered answers EIO, so no peer waits for a reply nobody will give.
+ */
+class pending_reply
+{
+public:
+	pending_reply() noexcept = default;
+	pending_reply(pending_reply &&other) noexcept;
+	pending_reply &operator=(pending_reply &&other) noexcept;
+	pending_reply(const pending_reply &) = delete;
+	pending_reply &operator=(const pending_reply &) = delete;
+	~pending_reply();
+
+	/*
+	 * Sends @r to the peer (through its event loop: the loop is woken and
+	 * sends it as it would a handler's return value). Thread-safe; the
+	 * first call counts, later ones and calls on an empty handle do
+	 * nothing. reply::later() here answers EIO.
+	 */
+	void answer(reply r) noexcept;
+	/* The peer this answers (request_context::peer); 0 when empty or answered. */
+	[[nodiscard]] std::uint64_t peer() const noexcept { return id_; }
+
+private:
+	friend struct request_context;
+	std::shared_ptr<srv::mailbox> box_;
+	std::uint32_t slot_ = 0;
+	std::uint64_t id_ = 0;
+	std::uint64_t request_ = 0;	/* which of the peer's requests */
+	std::string name_;	/* the request's, for the reply's header */
 };
 
 /* One thing that went wrong with one peer; that peer has been closed. */
@@ -123,8 +198,20 @@ struct log_event {
 };
 
 struct server_options {
-	/* Peers connected at once (>= 1); more are sent EBUSY and closed. */
+	/*
+	 * Peers connected at once (>= 1); more are sent an error message,
+	 * EBUSY, and closed. Each costs the server up to 3 fds (its socket,
+	 * its pidfd, the reply in flight): the constructor checks
+	 * RLIMIT_NOFILE for them (see server::server).
+	 */
 	std::size_t max_peers = 1024;
+	/*
+	 * Peers one uid (SO_PEERCRED) may have connected at once, so that one
+	 * local user cannot take every slot: 0 for half of max_peers (at
+	 * least 1); max_peers or more: no share. Past it a new peer of that
+	 * uid is sent EBUSY and closed (logged "uid share").
+	 */
+	std::size_t max_peers_per_uid = 0;
 	/*
 	 * A peer must send its next request, and take the reply to it, within
 	 * this (> 0) of connecting or of its last reply: one that connects and
@@ -142,6 +229,24 @@ struct server_options {
 	bool force_epoll = false;
 	/* Ask SO_PEERPIDFD for every peer (one more fd per peer). */
 	bool peer_pidfds = true;
+	/*
+	 * Turn SO_PASSRIGHTS off on the listener and every peer's socket
+	 * (Linux 6.16, net/core/sock.c): requests carry no fds, so a peer's
+	 * sendmsg(2) with SCM_RIGHTS fails (EPERM) in the peer and no fd of
+	 * its reaches the server. Older kernels (ENOPROTOOPT) are served as
+	 * with this off: fds that do arrive are closed on the server's closer
+	 * thread, never on an event loop (a close(2) can block: a TCP socket
+	 * with SO_LINGER and unsent data, a file on FUSE). Off: tests of the
+	 * closer thread.
+	 */
+	bool refuse_fds = true;
+	/*
+	 * Fds one uid's peers sent that the closer thread has not closed yet,
+	 * past which that uid gets no new peer (sent EBUSY, logged "stray
+	 * fds"), so that fds whose close() blocks cannot pile up in the server
+	 * faster than they are closed (>= 1).
+	 */
+	std::size_t max_stray_fds_per_uid = 64;
 	/*
 	 * io_uring event loops, each a thread with its own ring: 0 for one per
 	 * online CPU (sysconf(_SC_NPROCESSORS_ONLN)), 1 for a single thread
@@ -162,6 +267,8 @@ struct server_stats {
 	std::uint64_t timeouts;		/* of those, at peer_timeout */
 	std::uint64_t floods;		/* of those, over the flood limit */
 	std::uint64_t active;		/* connected now */
+	std::uint64_t stray_fds;	/* fds peers attached, closed off the event loops */
+	std::uint64_t stray_fds_closing;	/* of those, queued or in close(2) now */
 };
 
 class server
@@ -178,6 +285,26 @@ public:
 	/* Told each peer's failure. Called from any loop's thread, never two at once. */
 	using logger = std::function<void(const log_event &)>;
 
+	/*
+	 * What a server calls. Each runs on the event loop of its peer, as the
+	 * handler does (so concurrently with several loops), and should not
+	 * block. Only on_request is required.
+	 */
+	struct callbacks {
+		handler on_request;
+		/*
+		 * A new peer, before its first request is read: 0 takes it, an
+		 * errno (EACCES, ...) refuses it: the peer is sent an error
+		 * message with it and closed (logged "refused"). Empty: every
+		 * peer is taken.
+		 */
+		std::function<int(const peer_info &)> on_connect;
+		/* A peer on_connect took has gone, for any reason (also at stop). */
+		std::function<void(const peer_info &)> on_disconnect;
+		/* As @log of the constructor below. */
+		logger on_error;
+	};
+
 	/* Bytes of server state per peer slot (fixed; all allocated up front). */
 	static const std::size_t peer_state_bytes;
 
@@ -186,9 +313,15 @@ public:
 	 * there are several: see handler). @log gets each peer's failure; may be
 	 * empty. Picks the engine (see the top of this file). Throws
 	 * std::system_error: EINVAL for max_peers 0 or peer_timeout <= 0;
-	 * errno from eventfd(2) (one per loop, and one to stop), epoll_create1(2).
+	 * EMFILE when RLIMIT_NOFILE cannot hold max_peers peers (per peer its
+	 * socket, its pidfd with peer_pidfds and a reply's fd, plus 64 for the
+	 * server and the process; the soft limit is first raised toward the
+	 * hard one, as systemd does for its services); errno from eventfd(2)
+	 * (one per loop, and one to stop), epoll_create1(2).
 	 */
 	server(listener l, handler h, server_options opts = {}, logger log = {});
+	/* The same with connect and disconnect hooks (callbacks::on_request required). */
+	server(listener l, callbacks cb, server_options opts = {});
 	server(const server &) = delete;
 	server &operator=(const server &) = delete;
 	/* run() must have returned. Closes every peer, the listener unlinks its path. */

@@ -29,7 +29,9 @@
  *   and prints its row, nothing written (for perf); --epoll-client drives the
  *   servers with the previous epoll load generator instead (for comparison);
  *   --loops N gives the io_uring server N event loops (default 0: one per
- *   online CPU).
+ *   online CPU); --hostile measures only grants per second at 1, 64 and
+ *   1,000 clients alone and beside 100 idle and 10 hostile peers
+ *   (hostile_crowd), into hostile.md and hostile.json.
  */
 #include <xmem/xmem.hpp>
 #include <xmem/server.hpp>
@@ -166,6 +168,7 @@ void stop_running(int)
 		if (uring) {
 			server_options o;
 			o.max_peers = max_peers;
+			o.max_peers_per_uid = max_peers; /* every client is this benchmark's uid */
 			o.requests_per_second = 0;
 			o.peer_timeout = std::chrono::minutes(5);
 			o.event_loops = event_loops;
@@ -182,6 +185,13 @@ void stop_running(int)
 			(void)!::write(ready, "u", 1);
 			s.run();
 			running = nullptr;
+			const server_stats st = s.stats();
+			std::fprintf(stderr,
+				     "bench server: %llu peers taken on, %llu refused, %llu replies, "
+				     "%llu closed for errors, %llu stray fds\n",
+				     (unsigned long long)st.accepted, (unsigned long long)st.refused,
+				     (unsigned long long)st.served, (unsigned long long)st.errors,
+				     (unsigned long long)st.stray_fds);
 		} else {
 			(void)!::write(ready, "b", 1);
 			for (;;) {
@@ -420,8 +430,74 @@ private:
 	std::vector<struct epoll_event> events_;
 };
 
+/* Sends one request with /dev/null attached (SCM_RIGHTS) on @fd; the result of sendmsg. */
+ssize_t send_with_stray_fd(int fd, const std::array<std::byte, wire::header_size> &request,
+			   int stray)
+{
+	struct iovec iov = {const_cast<std::byte *>(request.data()), request.size()};
+	alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+	struct msghdr msg = {};
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = control;
+	msg.msg_controllen = sizeof(control);
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	std::memcpy(CMSG_DATA(c), &stray, sizeof(int));
+	return ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/*
+ * The hostile crowd of --hostile, in a child process of its own until
+ * SIGTERM: 100 idle peers (connected, never send); 3 that never read (ask
+ * until their socket is full, then stay); and, every 100 ms, 4 that attach
+ * an fd to a request (refused in sendmsg where SO_PASSRIGHTS is off, else
+ * closed by the server) and 3 that flood (1,000 requests at once without
+ * reading, then close), each on a fresh connection. Writes one byte to
+ * @ready once the idle and never-reading peers are connected.
+ */
+[[noreturn]] void hostile_crowd(const std::string &path, int ready)
+{
+	try {
+		std::error_code ec;
+		const auto request = wire::encode(wire::header{}, ec);
+		std::vector<channel> idle;
+		for (int i = 0; i < 100; i++)
+			idle.push_back(channel::connect(path));
+		std::vector<channel> deaf;
+		for (int i = 0; i < 3; i++) {
+			deaf.push_back(channel::connect(path));
+			for (int k = 0; k < 100000; k++)
+				if (::send(deaf.back().fd().get(), request.data(), request.size(),
+					   MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+					break;
+		}
+		unique_fd null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+		(void)!::write(ready, "h", 1);
+		for (;;) {
+			for (int i = 0; i < 4; i++) {
+				channel c = channel::connect(path);
+				send_with_stray_fd(c.fd().get(), request, null.get());
+			}
+			for (int i = 0; i < 3; i++) {
+				channel c = channel::connect(path);
+				for (int k = 0; k < 1000; k++)
+					if (::send(c.fd().get(), request.data(), request.size(),
+						   MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+						break;
+			}
+			std::this_thread::sleep_for(std::chrono::milliseconds(100));
+		}
+	} catch (const std::exception &e) {
+		std::cerr << "bench hostile peers: " << e.what() << "\n";
+		::_exit(2);
+	}
+}
+
 template <typename Load>
-server_result server_rate(bool uring, std::size_t clients, double seconds)
+server_result server_rate(bool uring, std::size_t clients, double seconds, bool hostile = false)
 {
 	const std::string path = "/tmp/xmem-bench-" + std::to_string(::getpid()) + ".sock";
 	int ready[2];
@@ -430,7 +506,7 @@ server_result server_rate(bool uring, std::size_t clients, double seconds)
 	pid_t child = ::fork();
 	if (child == 0) {
 		::close(ready[0]);
-		serve(uring, path, ready[1], clients + 16);
+		serve(uring, path, ready[1], clients + 256);
 	}
 	::close(ready[1]);
 	char c;
@@ -460,6 +536,22 @@ server_result server_rate(bool uring, std::size_t clients, double seconds)
 	std::this_thread::sleep_for(std::chrono::milliseconds(100));
 	const long rss_after = vm_rss_kib(child);
 
+	pid_t crowd = -1;
+	if (hostile) {
+		int hready[2];
+		if (::pipe2(hready, O_CLOEXEC) < 0)
+			throw std::system_error(errno, std::generic_category(), "pipe");
+		crowd = ::fork();
+		if (crowd == 0) {
+			::close(hready[0]);
+			hostile_crowd(path, hready[1]);
+		}
+		::close(hready[1]);
+		if (::read(hready[0], &c, 1) != 1)
+			throw std::runtime_error("bench: the hostile peers did not start");
+		::close(hready[0]);
+	}
+
 	Load ring(peers, request);
 	long done = 0;
 	const auto warm = clk::now() + std::chrono::milliseconds(300);
@@ -480,11 +572,16 @@ server_result server_rate(bool uring, std::size_t clients, double seconds)
 		done += ring.step();
 	}
 	const double rate = done / seconds_since(start);
+	int st_unused;
 	const double cpu_us = (cpu_seconds(child) - cpu_start) * 1e6 / static_cast<double>(done);
 	const double client_us =
 		(cpu_seconds(::getpid()) - client_start) * 1e6 / static_cast<double>(done);
 	ring.stop();
 	peers.clear();
+	if (crowd > 0) {
+		::kill(crowd, SIGKILL);
+		::waitpid(crowd, &st_unused, 0);
+	}
 	::kill(child, SIGTERM);
 	int st;
 	::waitpid(child, &st, 0);
@@ -500,8 +597,11 @@ int main(int argc, char **argv)
 	double seconds = 3;
 	std::string out = "build/bench";
 	bool handoff_only = false;
+	bool hostile_only = false;
 	bool epoll_client = false;
 	for (int i = 1; i < argc; i++) {
+		if (std::string(argv[i]) == "--hostile")
+			hostile_only = true;
 		if (std::string(argv[i]) == "--handoff-only")
 			handoff_only = true;
 		if (std::string(argv[i]) == "--epoll-client")
@@ -539,6 +639,37 @@ int main(int argc, char **argv)
 				    r.server_cpu_us_per_request, r.client_cpu_us_per_request);
 			return 0;
 		}
+	}
+
+	if (hostile_only) {
+		/*
+		 * Grants per second to honest clients with 100 idle and 10 hostile
+		 * peers connected, against the same with none (io_uring server).
+		 */
+		std::ostringstream md, js;
+		md << "| clients | grants/s, no other peers | grants/s, 100 idle + 10 hostile | ratio | target |\n|---|---|---|---|---|\n";
+		js << "{\n  \"hostile\": [\n";
+		const std::size_t counts[] = {1, 64, 1000};
+		for (std::size_t i = 0; i < std::size(counts); i++) {
+			const std::size_t n = counts[i];
+			std::cerr << "bench: " << n << " clients, alone and beside hostile peers...\n";
+			server_result calm = server_rate<load_ring>(true, n, seconds);
+			server_result crowd = server_rate<load_ring>(true, n, seconds, true);
+			char line[256];
+			std::snprintf(line, sizeof(line), "| %zu | %.0f | %.0f | %.3f | >= 0.9 |\n", n,
+				      calm.requests_per_s, crowd.requests_per_s,
+				      crowd.requests_per_s / calm.requests_per_s);
+			md << line;
+			js << "    {\"clients\": " << n << ", \"alone_per_s\": " << calm.requests_per_s
+			   << ", \"hostile_per_s\": " << crowd.requests_per_s << ", \"ratio\": "
+			   << crowd.requests_per_s / calm.requests_per_s << "}"
+			   << (i + 1 < std::size(counts) ? "," : "") << "\n";
+		}
+		js << "  ]\n}\n";
+		std::ofstream(out + "/hostile.md") << md.str();
+		std::ofstream(out + "/hostile.json") << js.str();
+		std::cout << md.str();
+		return 0;
 	}
 
 	kernel_support ks = probe_kernel();

@@ -167,7 +167,24 @@ vault::vault(const std::vector<std::string> &args)
 {
 	std::vector<std::string> argv{program("XMEM_VAULT")};
 	argv.insert(argv.end(), args.begin(), args.end());
+	start(argv, "ready on ");
+}
 
+vault::vault(const std::vector<std::string> &argv, const std::string &marker)
+{
+	start(argv, marker);
+}
+
+bool vault::wait_for(const std::string &text, int ms)
+{
+	const auto deadline = clock::now() + std::chrono::milliseconds(ms);
+	while (log().find(text) == std::string::npos && clock::now() < deadline)
+		read_some(20);
+	return log_.find(text) != std::string::npos;
+}
+
+void vault::start(const std::vector<std::string> &argv, const std::string &marker)
+{
 	pipe_pair err = make_pipe();
 	pid_ = ::fork();
 	BOOST_REQUIRE_MESSAGE(pid_ >= 0, "fork: " << std::strerror(errno));
@@ -177,10 +194,10 @@ vault::vault(const std::vector<std::string> &args)
 	err_fd_ = err.read;
 
 	const auto deadline = clock::now() + std::chrono::seconds(10);
-	while (log_.find("ready on ") == std::string::npos && clock::now() < deadline)
+	while (log_.find(marker) == std::string::npos && clock::now() < deadline)
 		if (!read_some(100) && err_fd_ < 0)
 			break;
-	ready_ = log_.find("ready on ") != std::string::npos;
+	ready_ = log_.find(marker) != std::string::npos;
 	if (!ready_)
 		status_ = wait_exit();
 	BOOST_TEST_MESSAGE("vault pid " << pid_ << (ready_ ? " ready" : " not ready") << "\n" << log_);

@@ -64,6 +64,11 @@ public:
 	 * log() say why.
 	 */
 	explicit vault(const std::vector<std::string> &args);
+	/*
+	 * Runs @argv as is (a launcher such as systemd-socket-activate in front
+	 * of the vault) and waits up to 10 s for @marker on stderr instead.
+	 */
+	vault(const std::vector<std::string> &argv, const std::string &marker);
 	vault(const vault &) = delete;
 	vault &operator=(const vault &) = delete;
 	~vault();
@@ -74,8 +79,11 @@ public:
 	int stop(int sig);
 	/* Everything it wrote to stderr so far (collects what is waiting). */
 	const std::string &log();
+	/* Waits up to @ms for @text to appear in log(); true when it did. */
+	bool wait_for(const std::string &text, int ms);
 
 private:
+	void start(const std::vector<std::string> &argv, const std::string &marker);
 	bool read_some(int timeout_ms);
 	int wait_exit();
 

@@ -10,12 +10,17 @@
 
 #include <xmem/channel.hpp>
 
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <thread>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -277,15 +282,238 @@ BOOST_AUTO_TEST_CASE(refused_peer_then_allowed_peer_served,
 
 BOOST_AUTO_TEST_CASE(silent_client_does_not_block)
 {
+	/*
+	 * 50 connections that never send, then an honest client. The vault
+	 * that served one peer at a time (2 s each) made it wait 100 s; on
+	 * xmem::server each peer has its own session and it is served at once.
+	 */
 	std::string key = dir / "key.pem";
 	e2e::openssl_key(key);
-	e2e::vault v({"--key", key, "--socket", socket, "--timeout", "500"});
+	e2e::vault v({"--key", key, "--socket", socket, "--timeout", "3000"});
 	BOOST_REQUIRE(v.ready());
 
-	xmem::channel silent = xmem::channel::connect(socket);
-	sign_and_verify(*this, "after-silent");
-	BOOST_CHECK(contains(v.log(), ": no request ("));
+	std::vector<xmem::channel> silent;
+	for (int i = 0; i < 50; i++)
+		silent.push_back(xmem::channel::connect(socket));
+	/*
+	 * Counted, not timed: it signs within its own 2.5 s timeout, before
+	 * any silent peer reached the vault's 3 s and was closed to make room.
+	 */
+	sign_and_verify(*this, "after-silent", {"--timeout", "2500"});
 	BOOST_CHECK(contains(v.log(), ": granted 'ed25519'"));
+	BOOST_CHECK(!contains(v.log(), ": no request ("));
+	/* At their timeout they go, each logged. */
+	const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+	while (count(v.log(), "timeout: no request (") < 50 &&
+	       std::chrono::steady_clock::now() < deadline)
+		std::this_thread::sleep_for(std::chrono::milliseconds(50));
+	BOOST_TEST(count(v.log(), "timeout: no request (") == 50u);
+}
+
+BOOST_AUTO_TEST_CASE(sign_gives_up_on_a_full_backlog)
+{
+	/*
+	 * A socket that never accepts, its backlog full: connect(2) blocks. The
+	 * xmem-sign that set its timeout after connect() waited forever (the
+	 * harness kills it at 60 s); SO_SNDTIMEO before connect() ends it.
+	 */
+	xmem::unique_fd l(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
+	struct sockaddr_un a = {};
+	a.sun_family = AF_UNIX;
+	std::strcpy(a.sun_path, socket.c_str());
+	BOOST_REQUIRE(::bind(l.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0);
+	BOOST_REQUIRE(::listen(l.get(), 0) == 0);
+	std::vector<xmem::unique_fd> fillers;
+	for (int i = 0; i < 8; i++) {
+		xmem::unique_fd c(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+		if (::connect(c.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)) < 0)
+			break; /* EAGAIN: full */
+		fillers.push_back(std::move(c));
+	}
+	const auto start = std::chrono::steady_clock::now();
+	signing s = sign(*this, "backlog", {"--timeout", "300"});
+	const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+				std::chrono::steady_clock::now() - start)
+				.count();
+	BOOST_TEST(s.sign.status == 1);
+	BOOST_TEST(contains(s.sign.err, "no answer within 300 ms"), s.sign.err);
+	BOOST_TEST(ms < 30000, "xmem-sign took " << ms << " ms"); /* it ends: the harness kills at 60 s */
+	::unlink(socket.c_str());
+}
+
+BOOST_AUTO_TEST_CASE(sign_does_not_trust_a_server_of_another_uid,
+		     *utf::precondition(running_as_root))
+{
+	/*
+	 * Whoever creates the socket path first serves it. A "vault" of uid
+	 * nobody, with its own unsealed key: xmem-sign (root) must refuse it
+	 * before sending anything, unless told that uid with --server-uid.
+	 */
+	BOOST_REQUIRE(::chmod(dir.path().c_str(), 0777) == 0);
+	int ready[2], report[2];
+	BOOST_REQUIRE(::pipe2(ready, O_CLOEXEC) == 0 && ::pipe2(report, O_CLOEXEC) == 0);
+	pid_t pid = ::fork();
+	BOOST_REQUIRE(pid >= 0);
+	if (pid == 0) {
+		if (::setgid(nobody) < 0 || ::setuid(nobody) < 0)
+			::_exit(1);
+		xmem::listener l = xmem::listener::bind(socket, 0666);
+		char c = 'r';
+		[[maybe_unused]] ssize_t w = ::write(ready[1], &c, 1);
+		/* Count the requests that reach us over two connections. */
+		int requests = 0;
+		for (int i = 0; i < 2; i++) {
+			xmem::channel ch = l.accept();
+			ch.set_timeout(std::chrono::milliseconds(3000));
+			std::error_code ec;
+			xmem::message m = ch.receive(ec);
+			if (!ec && m.header.kind == xmem::wire::kind::request) {
+				requests++;
+				ch.send_error(ENOENT, m.header.name);
+			}
+		}
+		w = ::write(report[1], &requests, sizeof(requests));
+		::_exit(0);
+	}
+	::close(ready[1]);
+	::close(report[1]);
+	char c;
+	BOOST_REQUIRE(::read(ready[0], &c, 1) == 1);
+
+	signing refused = sign(*this, "impostor");
+	BOOST_TEST(refused.sign.status == 1);
+	BOOST_TEST(contains(refused.sign.err, "not trusting"), refused.sign.err);
+	BOOST_TEST(contains(refused.sign.err, "the server runs as uid 65534, expected uid 0 or root"),
+		   refused.sign.err);
+	BOOST_TEST(!exists(refused.pub));
+
+	signing named = sign(*this, "named", {"--server-uid", std::to_string(nobody)});
+	BOOST_TEST(named.sign.status == 1);
+	BOOST_TEST(contains(named.sign.err, "No such file or directory"), named.sign.err);
+
+	int requests = -1;
+	BOOST_TEST(::read(report[0], &requests, sizeof(requests)) == sizeof(requests));
+	/* The refused run's connection carried none; the one told --server-uid did. */
+	BOOST_TEST(requests == 1);
+	::close(ready[0]);
+	::close(report[0]);
+	int status;
+	::waitpid(pid, &status, 0);
+}
+
+BOOST_AUTO_TEST_CASE(sighup_reloads_the_key)
+{
+	std::string key = dir / "key.pem";
+	e2e::openssl_key(key);
+	e2e::vault v({"--key", key, "--socket", socket});
+	BOOST_REQUIRE(v.ready());
+	signing first = sign_and_verify(*this, "first");
+	e2e::openssl_key(key); /* a new key in the same file */
+	::kill(v.pid(), SIGHUP);
+	BOOST_REQUIRE(v.wait_for("SIGHUP: key reloaded from " + key, 5000));
+	signing second = sign_and_verify(*this, "second");
+	BOOST_TEST(read_text(first.pub) != read_text(second.pub));
+	BOOST_TEST(public_key_der(*this, second.pub) ==
+		   [&] {
+			   e2e::result r = e2e::run({"openssl", "pkey", "-in", key, "-pubout",
+						     "-outform", "DER", "-out", dir / "want.der"});
+			   BOOST_REQUIRE_EQUAL(r.status, 0);
+			   return read_text(dir / "want.der");
+		   }());
+
+	/* A file that no longer loads: the key from before goes on being served. */
+	e2e::write_text(key, "not a key\n");
+	::kill(v.pid(), SIGHUP);
+	BOOST_REQUIRE(v.wait_for("SIGHUP: reload failed, serving the key loaded before", 5000));
+	signing third = sign_and_verify(*this, "third");
+	BOOST_TEST(read_text(third.pub) == read_text(second.pub));
+	BOOST_TEST(v.stop(SIGTERM) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(request_names_are_escaped_in_the_log)
+{
+	std::string key = dir / "key.pem";
+	e2e::openssl_key(key);
+	e2e::vault v({"--key", key, "--socket", socket});
+	BOOST_REQUIRE(v.ready());
+	xmem::channel ch = xmem::channel::connect(socket);
+	ch.send_request("x\nxmem-vault: forged\x1b[0m");
+	std::error_code ec;
+	ch.receive_memory({}, ec);
+	BOOST_TEST((ec == std::errc::no_such_file_or_directory), ec.message());
+	BOOST_REQUIRE(v.wait_for("no key named", 2000));
+	BOOST_TEST(contains(v.log(), "no key named 'x\\x0axmem-vault: forged\\x1b[0m'"), v.log());
+	BOOST_TEST(!contains(v.log(), "\nxmem-vault: forged"));
+}
+
+BOOST_AUTO_TEST_CASE(socket_activation_and_readiness)
+{
+	std::string key = dir / "key.pem";
+	e2e::openssl_key(key);
+	/* Our own NOTIFY_SOCKET, as systemd's: a datagram socket. */
+	std::string notify_path = dir / "notify";
+	xmem::unique_fd notify(::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+	struct sockaddr_un a = {};
+	a.sun_family = AF_UNIX;
+	std::strcpy(a.sun_path, notify_path.c_str());
+	BOOST_REQUIRE(::bind(notify.get(), reinterpret_cast<sockaddr *>(&a), sizeof(a)) == 0);
+
+	e2e::vault v({"systemd-socket-activate", "--seqpacket", "-l", socket,
+		      "-E", "NOTIFY_SOCKET=" + notify_path, e2e::program("XMEM_VAULT"),
+		      "--key", key},
+		     "Listening on");
+	BOOST_REQUIRE_MESSAGE(v.ready(), "systemd-socket-activate: " << v.log());
+	/* The first connection starts the vault, which takes the socket over. */
+	sign_and_verify(*this, "activated");
+	BOOST_TEST(contains(v.log(), "ready on " + socket + " (socket activation, backend "),
+		   v.log());
+	char buf[256] = {};
+	struct timeval tv = {5, 0};
+	::setsockopt(notify.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	const ssize_t n = ::recv(notify.get(), buf, sizeof(buf) - 1, 0);
+	BOOST_TEST(n > 0);
+	BOOST_TEST(std::string(buf).rfind("READY=1", 0) == 0u, buf);
+	signing again = sign_and_verify(*this, "again");
+	BOOST_TEST(v.stop(SIGTERM) == 0);
+	BOOST_TEST(exists(socket), "the socket belongs to whoever made it");
+}
+
+BOOST_AUTO_TEST_CASE(command_lines)
+{
+	const std::string vault = e2e::program("XMEM_VAULT"), signer = e2e::program("XMEM_SIGN");
+	for (const std::string &prog : {vault, signer}) {
+		e2e::result help = e2e::run({prog, "--help"});
+		BOOST_TEST(help.status == 0);
+		BOOST_TEST(contains(help.out, "usage: "));
+		e2e::result version = e2e::run({prog, "--version"});
+		BOOST_TEST(version.status == 0);
+		BOOST_TEST(contains(version.out, " 0."), version.out);
+		e2e::result unknown = e2e::run({prog, "--frobnicate"});
+		BOOST_TEST(unknown.status == 2);
+		BOOST_TEST(contains(unknown.err, "unknown option '--frobnicate'"), unknown.err);
+		e2e::result missing = e2e::run({prog, "--socket"});
+		BOOST_TEST(missing.status == 2);
+		BOOST_TEST(contains(missing.err, "option '--socket' needs a value"), missing.err);
+		e2e::result stray = e2e::run({prog, "--help=yes"});
+		BOOST_TEST(stray.status == 2);
+		BOOST_TEST(contains(stray.err, "option '--help' takes no value"), stray.err);
+	}
+	e2e::result bad = e2e::run({vault, "--key=k", "--socket=s", "--timeout=soon"});
+	BOOST_TEST(bad.status == 2);
+	BOOST_TEST(contains(bad.err, "--timeout: 'soon' is not a decimal number"), bad.err);
+	bad = e2e::run({vault, "--key", "k", "--socket-mode=999"});
+	BOOST_TEST(contains(bad.err, "--socket-mode: '999' is not an octal mode"), bad.err);
+	bad = e2e::run({signer, "--socket=s", "--in=i", "--sig=o"});
+	BOOST_TEST(contains(bad.err, "--pub is required"), bad.err);
+	bad = e2e::run({signer, "--server-uid=-1", "--socket=s", "--in=i", "--sig=o", "--pub=p"});
+	BOOST_TEST(contains(bad.err, "--server-uid: '-1' is not a decimal number"), bad.err);
+
+	/* --opt=value works as --opt value. */
+	std::string key = dir / "key.pem";
+	e2e::openssl_key(key);
+	e2e::vault v({"--key=" + key, "--socket=" + socket, "--name=eq"});
+	BOOST_REQUIRE(v.ready());
+	sign_and_verify(*this, "eq", {"--name=eq", "--timeout=5000"});
 }
 
 BOOST_AUTO_TEST_CASE(bad_key_missing)

@@ -12,7 +12,12 @@
 #include <xmem/secure_resource.hpp>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <fcntl.h>
+#include <fstream>
+#include <sys/random.h>
+#include <unistd.h>
 #include <memory_resource>
 #include <string>
 #include <vector>
@@ -149,4 +154,116 @@ BOOST_AUTO_TEST_CASE(metadata_is_outside_the_secret_pages_and_destructor_zeroes)
 
 	mapping ro = mapping::map(r.mem, access::read_only);
 	BOOST_CHECK_THROW(secure_resource{ro}, std::invalid_argument);
+}
+
+/*
+ * Issue 10: a short secret in ordinary memory. Each test makes a 6-char
+ * secret in place (getrandom(2) into the string's own bytes, mapped to
+ * letters there), then scans every readable mapping of the process that
+ * /proc/self/mem can read for it; exclusive memory cannot be read that way
+ * (EIO), so only ordinary memory is searched. The needle is compared where
+ * it lies, never copied.
+ */
+
+namespace {
+
+/* The /proc/self/maps lines of ordinary mappings holding @needle[0..len). */
+std::vector<std::string> ordinary_memory_holding(const char *needle, std::size_t len)
+{
+	std::ifstream maps("/proc/self/maps");
+	std::vector<std::string> lines;
+	for (std::string line; std::getline(maps, line);)
+		lines.push_back(line);
+	unique_fd mem(::open("/proc/self/mem", O_RDONLY | O_CLOEXEC));
+	BOOST_REQUIRE(mem);
+	std::vector<char> buf((1 << 20) + len);
+	std::vector<std::string> found;
+	std::size_t readable = 0;
+	for (const std::string &line : lines) {
+		unsigned long start, end;
+		char perms[5] = {};
+		if (std::sscanf(line.c_str(), "%lx-%lx %4s", &start, &end, perms) != 3 ||
+		    perms[0] != 'r' || line.find("[vvar") != std::string::npos ||
+		    line.find("[vsyscall]") != std::string::npos)
+			continue;
+		bool hit = false;
+		for (unsigned long at = start; at < end && !hit; at += 1 << 20) {
+			const std::size_t want = std::min<unsigned long>(end - at, (1 << 20) + len - 1);
+			const ssize_t n = ::pread(mem.get(), buf.data(), want, static_cast<off_t>(at));
+			if (n <= 0)
+				break; /* exclusive memory (EIO), or gone */
+			readable++;
+			hit = std::search(buf.data(), buf.data() + n, needle, needle + len) !=
+			      buf.data() + n;
+		}
+		if (hit)
+			found.push_back(line);
+	}
+	BOOST_REQUIRE_GT(readable, 0u);
+	return found;
+}
+
+/* Fills @p[0..len) with random lower-case letters, in place. */
+void random_letters(char *p, std::size_t len)
+{
+	BOOST_REQUIRE(::getrandom(p, len, 0) == static_cast<ssize_t>(len));
+	for (std::size_t i = 0; i < len; i++)
+		p[i] = static_cast<char>('a' + static_cast<unsigned char>(p[i]) % 26);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_short_secret_in_a_pmr_string_is_in_ordinary_memory)
+{
+	/* The control: the scan finds what the small-string optimisation keeps inline. */
+	region r;
+	secure_resource res(r.map);
+	std::pmr::string s(&res);
+	s.resize(6);
+	random_letters(s.data(), 6);
+	BOOST_TEST(res.bytes_in_use() == 0u, "std::pmr::string allocated for 6 chars");
+	const auto where = ordinary_memory_holding(s.data(), 6);
+	BOOST_TEST(!where.empty(), "the 6 chars inside the string object were not found");
+	for (const auto &w : where)
+		BOOST_TEST_MESSAGE("found in " << w);
+}
+
+BOOST_AUTO_TEST_CASE(a_short_secret_in_a_secure_string_is_not_in_ordinary_memory)
+{
+	region r;
+	const std::size_t before = test::open_fd_count();
+	{
+		secure_resource res(r.map);
+		secure_string s(res);
+		s.resize(6);
+		random_letters(s.data(), 6);
+		BOOST_TEST(res.bytes_in_use() == secure_resource::granule);
+		BOOST_TEST(r.holds(s.view()));
+		const auto where = ordinary_memory_holding(s.data(), 6);
+		BOOST_TEST(where.empty(), "found in " << (where.empty() ? "" : where[0]));
+
+		/* Growing, moving and clearing keep it in the resource and zero what is let go. */
+		s.append("-and-then-a-longer-tail-beyond-one-granule");
+		BOOST_TEST(s.size() == 48u);
+		BOOST_TEST(ordinary_memory_holding(s.data(), 6).empty());
+		secure_string moved = std::move(s);
+		BOOST_TEST(s.empty());
+		BOOST_TEST(moved.size() == 48u);
+		BOOST_TEST(std::string_view(moved.c_str()).size() == 48u);
+		moved.clear();
+		BOOST_TEST(moved.view().empty());
+	}
+	BOOST_TEST(r.all_zero());
+	BOOST_TEST(test::open_fd_count() == before);
+}
+
+BOOST_AUTO_TEST_CASE(secure_string_full_resource_is_bad_alloc)
+{
+	region r;
+	secure_resource res(r.map);
+	secure_string s(res);
+	BOOST_CHECK_THROW(s.resize(8192), std::bad_alloc);
+	BOOST_TEST(s.empty());
+	s.assign("fits");
+	BOOST_TEST(s.view() == "fits");
 }
