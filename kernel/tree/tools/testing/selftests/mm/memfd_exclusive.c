@@ -97,7 +97,7 @@ static void probe_handler(int sig)
  * Writes @c at @p (@write) or reads the byte there into *@c. Returns 0 if
  * the access went through, else the signal it raised.
  */
-static int probe_access(volatile char *p, char *c, bool write)
+static int probe_access(char *p, char *c, bool write)
 {
 	struct sigaction sa = { .sa_handler = probe_handler };
 	struct sigaction old_bus, old_segv;
@@ -788,13 +788,29 @@ TEST(rlimit_memlock)
 	ASSERT_TRUE(WIFEXITED(status));
 	EXPECT_EQ(0, WEXITSTATUS(status));
 
-	/* The charge went with the child's file. */
-	fd = mfdx_create(_metadata, "rlimit-after", 0, 4);
-	p = map(fd, 4, PROT_READ | PROT_WRITE);
-	ASSERT_NE(MAP_FAILED, p);
-	EXPECT_EQ(0, probe_write(p + 3 * page_size, 1));
-	munmap(p, 4 * page_size);
-	close(fd);
+	/* The charges went with the files: the same user's whole limit again. */
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		struct rlimit rl = { 8 * page_size, 8 * page_size };
+		size_t i;
+
+		if (setrlimit(RLIMIT_MEMLOCK, &rl) || setgid(51234) || setuid(51234))
+			_exit(2);
+		fd = sys_memfd_exclusive("rlimit-after", 0);
+		if (fd < 0 || ftruncate(fd, 8 * page_size))
+			_exit(3);
+		p = map(fd, 8, PROT_READ | PROT_WRITE);
+		if (p == MAP_FAILED)
+			_exit(4);
+		for (i = 0; i < 8; i++)
+			if (probe_write(p + i * page_size, 1))
+				_exit(5);
+		_exit(0);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
 }
 
 /*
@@ -1013,94 +1029,134 @@ static unsigned long frame_of(void *p)
 	return (e >> 63) ? (unsigned long)(e & ((1ULL << 55) - 1)) : 0;
 }
 
-/* The largest "System RAM" range of /proc/iomem, [*start, *end); false if none. */
-static bool largest_ram(unsigned long *start, unsigned long *end)
+/* The "System RAM" range of /proc/iomem holding @pfn: [*start, *end); false if none. */
+static bool ram_range_of(unsigned long pfn, unsigned long *start, unsigned long *end)
 {
-	unsigned long s, e, best = 0;
+	unsigned long s, e, addr = pfn * page_size;
+	bool found = false;
 	char line[256];
 	FILE *f = fopen("/proc/iomem", "r");
 
 	if (!f)
 		return false;
-	while (fgets(line, sizeof(line), f)) {
+	while (!found && fgets(line, sizeof(line), f)) {
 		if (line[0] == ' ' || !strstr(line, ": System RAM"))
 			continue;
-		if (sscanf(line, "%lx-%lx", &s, &e) == 2 && e + 1 - s > best) {
-			best = e + 1 - s;
+		if (sscanf(line, "%lx-%lx", &s, &e) == 2 && addr >= s && addr <= e) {
 			*start = s;
 			*end = e + 1;
+			found = true;
 		}
 	}
 	fclose(f);
-	return best;
+	return found;
+}
+
+/*
+ * The body of devmem_older_mapping_and_write, with the pool empty; NULL when
+ * every check held, else what failed. @mem is /dev/mem, open read-write.
+ */
+static const char *devmem_checks(int mem)
+{
+	static const char secret[] = "XMEM-DEVMEM-SECRET";
+	unsigned long start, end, pfn, off, probe_pfn;
+	const char *bad = NULL;
+	char buf[sizeof(secret)], c = 0, *all, *p, *probe;
+	int fd;
+
+	/* A frame the next grow may take: where a page of ordinary memory lies. */
+	probe = mmap(NULL, page_size, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (probe == MAP_FAILED)
+		return "mmap of an anonymous page";
+	probe_pfn = frame_of(probe);
+	munmap(probe, page_size);
+	if (!probe_pfn || !ram_range_of(probe_pfn, &start, &end))
+		return "no System RAM range in /proc/iomem holds an ordinary page";
+	all = mmap(NULL, end - start, PROT_READ | PROT_WRITE, MAP_SHARED, mem, start);
+	if (all == MAP_FAILED)
+		return "mmap of /dev/mem over the RAM range, made while the pool is empty";
+
+	fd = sys_memfd_exclusive("devmem", 0);
+	if (fd < 0 || ftruncate(fd, page_size)) {
+		bad = "memfd_exclusive(2) or ftruncate()";
+		goto out;
+	}
+	p = map(fd, 1, PROT_READ | PROT_WRITE);
+	if (p == MAP_FAILED) {
+		bad = "mmap of the file";
+		goto out;
+	}
+	memcpy(p, secret, sizeof(secret));
+	pfn = frame_of(p);
+	off = pfn * page_size;
+	if (!pfn || off < start || off >= end) {
+		bad = "the file's frame is outside the RAM range mapped before";
+		goto unmap;
+	}
+	/* The older mapping was zapped: SIGBUS for read and write, not the secret. */
+	if (probe_access(all + off - start, &c, false) != SIGBUS) {
+		bad = "a read through the older /dev/mem mapping did not get SIGBUS";
+		goto unmap;
+	}
+	c = 'X';
+	if (probe_access(all + off - start, &c, true) != SIGBUS) {
+		bad = "a write through the older /dev/mem mapping did not get SIGBUS";
+		goto unmap;
+	}
+	/* A new mapping of the frame is refused. */
+	if (mmap(NULL, page_size, PROT_READ, MAP_SHARED, mem, off) != MAP_FAILED)
+		bad = "a new /dev/mem mapping of the frame was allowed";
+	/* write() and read() at the frame fail with EFAULT, without an oops. */
+	else if (pwrite(mem, "PWNED", 5, off) != -1 || errno != EFAULT)
+		bad = "pwrite() of /dev/mem at the frame did not fail with EFAULT";
+	else if (pread(mem, buf, sizeof(buf), off) != -1 || errno != EFAULT)
+		bad = "pread() of /dev/mem at the frame did not fail with EFAULT";
+	else if (memcmp(p, secret, sizeof(secret)))
+		bad = "the file's page lost its contents";
+unmap:
+	munmap(p, page_size);
+out:
+	munmap(all, end - start);
+	if (fd >= 0)
+		close(fd);
+	return bad;
 }
 
 /*
  * /dev/mem, as root on a kernel without STRICT_DEVMEM (the test kernel's
- * config): a mapping of all RAM made while no pageblock is out of the direct
- * map must lose the frames of a pageblock the pool takes out afterwards
- * (the grow path zaps /dev/mem mappings: SIGBUS, not the secret), and
- * write() or read() at such a frame fails with EFAULT instead of oopsing
- * (hostile review of 2026-12-01, N1 and N3).
+ * config): a mapping of RAM made while no pageblock is out of the direct map
+ * must lose the frames of a pageblock the pool takes out afterwards (the grow
+ * path zaps /dev/mem mappings: SIGBUS, not the secret), and write() or read()
+ * at such a frame fails with EFAULT instead of oopsing (hostile review of
+ * 2026-12-01, N1 and N3).
  */
 TEST(devmem_older_mapping_and_write)
 {
-	static const char secret[] = "XMEM-DEVMEM-SECRET";
-	unsigned long start = 0, end = 0, pfn, off;
-	char hw[32], buf[sizeof(secret)], c = 0;
-	int mem, fd, i;
-	char *all, *p;
+	const char *bad = NULL;
+	char hw[32];
+	int mem, i;
 
 	if (!mfdx_available())
 		SKIP(return, "memfd_exclusive(2) is not available");
 	if (geteuid())
 		SKIP(return, "needs root (/dev/mem, /proc/self/pagemap)");
 	mem = open("/dev/mem", O_RDWR | O_SYNC | O_CLOEXEC);
-	ASSERT_LE(0, mem) TH_LOG("/dev/mem: %s (the test config has CONFIG_DEVMEM)", strerror(errno));
-	ASSERT_TRUE(largest_ram(&start, &end));
+	ASSERT_LE(0, mem) TH_LOG("/dev/mem: %s (the test config has CONFIG_DEVMEM)",
+				 strerror(errno));
 
-	/* Give every free pageblock back; wait for the pool to be empty. */
+	/* Give every free pageblock back, and put the mark back after. */
 	snprintf(hw, sizeof(hw), "%ld", sysfs_read("pool_high_water_kb"));
 	ASSERT_EQ(0, sysfs_write("pool_high_water_kb", "0"));
 	for (i = 0; i < 100 && sysfs_read("pool_blocks"); i++)
 		usleep(100000);
-	ASSERT_EQ(0, sysfs_read("pool_blocks")) TH_LOG("pageblocks still out: a file is open");
-
-	all = mmap(NULL, end - start, PROT_READ | PROT_WRITE, MAP_SHARED, mem, start);
-	ASSERT_NE(MAP_FAILED, all) TH_LOG("mmap of /dev/mem [%#lx, %#lx): %s", start, end,
-					 strerror(errno));
-
-	fd = mfdx_create(_metadata, "devmem", 0, 1);
-	p = map(fd, 1, PROT_READ | PROT_WRITE);
-	ASSERT_NE(MAP_FAILED, p);
-	memcpy(p, secret, sizeof(secret));
-	pfn = frame_of(p);
-	ASSERT_NE(0, pfn);
-	ASSERT_EQ(1, sysfs_read("pool_blocks"));
-
-	off = pfn * page_size;
-	if (off >= start && off < end) {
-		/* The older mapping was zapped: SIGBUS, not the secret. */
-		EXPECT_EQ(SIGBUS, probe_access(all + off - start, &c, false));
-		c = 'X';
-		EXPECT_EQ(SIGBUS, probe_access(all + off - start, &c, true));
-	} else {
-		TH_LOG("frame %#lx is outside the largest RAM range", pfn);
-	}
-	/* A new mapping of the frame is refused. */
-	EXPECT_EQ(MAP_FAILED, mmap(NULL, page_size, PROT_READ, MAP_SHARED, mem, off));
-	/* write() and read() at the frame fail without an oops. */
-	EXPECT_EQ(-1, pwrite(mem, "PWNED", 5, off));
-	EXPECT_EQ(EFAULT, errno);
-	EXPECT_EQ(-1, pread(mem, buf, sizeof(buf), off));
-	EXPECT_EQ(EFAULT, errno);
-	EXPECT_EQ(0, memcmp(p, secret, sizeof(secret)));
-
-	munmap(all, end - start);
-	munmap(p, page_size);
-	close(fd);
-	close(mem);
+	if (sysfs_read("pool_blocks"))
+		bad = "pageblocks still out of the direct map: is a file open?";
+	else
+		bad = devmem_checks(mem);
 	EXPECT_EQ(0, sysfs_write("pool_high_water_kb", hw));
+	close(mem);
+	EXPECT_EQ(NULL, bad) TH_LOG("%s", bad);
 }
 
 TEST(sysfs_counters)
