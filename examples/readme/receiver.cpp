@@ -22,7 +22,9 @@ int receive(const std::string &socket_path)
 {
 	// README begin
 	// Receiver: ask for it, get it verified, and map it read-only.
-	xmem::channel ch = xmem::channel::connect(socket_path);
+	// connect_options{}: a 10 s timeout, and the server must run as this process's
+	// uid or root (SO_PEERCRED), so whoever took the socket path first cannot pass for it.
+	xmem::channel ch = xmem::channel::connect(socket_path, xmem::connect_options{});
 	ch.send_request("signing-key");
 	xmem::requirements req;
 	req.size = 4096;                                   // exact size, checked with fstat
