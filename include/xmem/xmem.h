@@ -91,7 +91,8 @@ const char *xmem_strerror(int err);
 
 /*
  * Creates @size bytes (> 0) of exclusive memory called @name (at most 239
- * bytes, no '/'; memfd_secret ignores it): memfd_exclusive, else
+ * bytes, no NUL; memfd_secret ignores it; a name sent in a message has its
+ * own limits, XMEM_NAME_MAX bytes and no '/'): memfd_exclusive, else
  * memfd_secret, unless @flags (XMEM_CREATE_*) say otherwise. Returns the fd
  * (O_CLOEXEC) or -XMEM_EINVALIDSIZE, -XMEM_EINVALIDNAME, -XMEM_ENOBACKEND,
  * -EINVAL (unknown or conflicting flags, NULL @name), -EMFILE, -ENOMEM, ...
