@@ -142,8 +142,7 @@ received_memory verify_memory(unique_fd fd, const wire::header &h, const require
 			      std::error_code &ec) noexcept
 {
 	received_memory out{{}, 0, {}, false, {}};
-	std::size_t size;
-	memory mem = memory::adopt(std::move(fd), size, ec);
+	memory mem = memory::adopt(std::move(fd), ec);
 	if (ec)
 		return out;
 	if (mem.backend() == backend::ordinary && !req.accept_ordinary) {
@@ -151,14 +150,14 @@ received_memory verify_memory(unique_fd fd, const wire::header &h, const require
 		return out;
 	}
 
-	if (size == 0 || size != h.size || (req.size && size != *req.size)) {
-		ec = errc::size_mismatch;
-		return out;
-	}
-
 	/*
-	 * memfd_secret has no seals (F_GET_SEALS fails, EINVAL, and proves
-	 * nothing): take none without asking. Any other failure: none either.
+	 * Seals first, then the size: seals only ever grow, so a size read
+	 * after F_SEAL_SHRINK was seen can no longer shrink. adopt()'s fstat
+	 * came before the seals and a sender may have truncated and sealed in
+	 * between (review-peer finding 3): ask for the size again. memfd_secret
+	 * has no seals (F_GET_SEALS fails, EINVAL, and proves nothing): take
+	 * none without asking; its size is fixed once set and memory::size()
+	 * returns the one adopt() read. Any other failure: no seals either.
 	 */
 	std::error_code seal_ec;
 	seals actual;
@@ -166,6 +165,14 @@ received_memory verify_memory(unique_fd fd, const wire::header &h, const require
 		actual = mem.current_seals(seal_ec);
 	if (seal_ec)
 		actual = seals();
+	const std::size_t size = mem.size(ec);
+	if (ec)
+		return out;
+
+	if (size == 0 || size != h.size || (req.size && size != *req.size)) {
+		ec = errc::size_mismatch;
+		return out;
+	}
 	if (!actual.contains(req.seals | h.seals)) {
 		ec = errc::missing_seals;
 		return out;

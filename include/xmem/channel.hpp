@@ -72,7 +72,9 @@ struct received_memory {
 /*
  * Checks that @fd is memory as @h describes and @req demands: S_ISREG, the
  * fstatfs magic of an accepted backend, st_size equal to the header's (> 0)
- * and to req.size, every seal in req.seals and in h.seals present.
+ * and to req.size, every seal in req.seals and in h.seals present. The
+ * seals are read before the size they vouch for (seals only grow), so memory
+ * with F_SEAL_SHRINK cannot have shrunk below the size returned.
  * Errors: errc::wrong_file_type, errc::not_mappable (O_PATH or write-only
  * fd), errc::backend_not_accepted, errc::size_mismatch, errc::missing_seals. @fd is closed on error.
  */
