@@ -185,7 +185,7 @@ struct vault_key {
 std::string seal_key(xmem::memory &mem)
 {
 	if (mem.backend() == xmem::backend::secret) {
-		log("seals: unavailable (memfd_secret has none): a peer could map the key writable");
+		log("seals: unavailable (memfd_secret has none): each peer gets a copy of its own");
 		return "none";
 	}
 	const xmem::seals wanted{xmem::seals::shrink | xmem::seals::grow |
@@ -352,6 +352,31 @@ std::string describe(const xmem::peer_credentials &who)
 }
 
 /*
+ * A reply with a copy of @k's 64 bytes of its own: a fresh memfd_secret,
+ * filled from the vault's mapping of the master copy and unmapped here; the
+ * server closes our fd once the reply is sent, so the peer holds the only
+ * one. memfd_secret has no seals and every fd to it is O_RDWR: one memory
+ * shared by every peer would let one allowed peer map it writable and
+ * change the key every later peer signs with (review-peer finding 2). A
+ * copy confines what a peer writes to its own. None of this blocks.
+ * Throws std::system_error (errno: EMFILE, ENOMEM; errc::memlock_limit).
+ */
+xmem::reply grant_copy(const vault_key &k)
+{
+	xmem::create_options copts;
+	copts.require = xmem::backend::secret;
+	xmem::memory copy = xmem::memory::create(k.memory.name(), vault::secret_key_size, copts);
+	{
+		xmem::mapping m = xmem::mapping::map(copy, xmem::access::read_write);
+		std::memcpy(m.data(), k.mapping.data(), vault::secret_key_size);
+	}
+	xmem::reply r;
+	r.fixed_size = vault::secret_key_size;
+	r.memory = copy.release();
+	return r;
+}
+
+/*
  * The vault's answer to one request, on the server's event loops. The uid
  * was checked at connect (admit) and is checked again here; then the name.
  * Neither check waits on anything.
@@ -369,6 +394,17 @@ xmem::reply answer(const xmem::request_context &c, const key_slot &keys, const o
 		return xmem::reply::refuse(ENOENT);
 	}
 	std::shared_ptr<const vault_key> k = keys.get();
+	if (k->memory.backend() == xmem::backend::secret) {
+		xmem::reply r;
+		try {
+			r = grant_copy(*k);
+		} catch (const std::exception &e) {
+			log(peer + ": refused (copying the key for it: " + std::string(e.what()) + ")");
+			return xmem::reply::refuse(ENOMEM);
+		}
+		log(peer + ": granted '" + o.name + "' (its own copy)");
+		return r;
+	}
 	log(peer + ": granted '" + o.name + "'");
 	/* The reply holds the whole key (memory and mapping) until it is sent. */
 	return xmem::reply::share(std::shared_ptr<const xmem::memory>(k, &k->memory));

@@ -9,6 +9,7 @@
 #include "harness.hpp"
 
 #include <xmem/channel.hpp>
+#include <xmem/mapping.hpp>
 
 #include <chrono>
 #include <cstring>
@@ -188,6 +189,15 @@ std::string pem_body(const fixture &f, const std::string &path)
 				  "-out", f.dir / "tmp.bin"});
 	BOOST_REQUIRE_EQUAL(r.status, 0);
 	return read_text(f.dir / "tmp.bin");
+}
+
+/* Entries of /proc/self/fd (the directory's own fd included, the same each time). */
+std::size_t open_fd_count()
+{
+	std::size_t n = 0;
+	for ([[maybe_unused]] const auto &e : e2e::fs::directory_iterator("/proc/self/fd"))
+		n++;
+	return n;
 }
 
 } // namespace
@@ -428,6 +438,56 @@ BOOST_AUTO_TEST_CASE(sighup_reloads_the_key)
 	BOOST_REQUIRE(v.wait_for("SIGHUP: reload failed, serving the key loaded before", 5000));
 	signing third = sign_and_verify(*this, "third");
 	BOOST_TEST(read_text(third.pub) == read_text(second.pub));
+	BOOST_TEST(v.stop(SIGTERM) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_peer_writing_the_key_changes_nothing_for_the_next_peer)
+{
+	/*
+	 * Review-peer finding 2: on memfd_secret (no seals, every fd O_RDWR)
+	 * the vault served one memory to every peer, so peer A mapping it
+	 * writable and zeroing it gave peer B zeros (or A's own key). Each
+	 * grant is now a copy of its own; on memfd_exclusive the writable
+	 * mapping itself is refused (F_SEAL_FUTURE_WRITE).
+	 */
+	std::string key = dir / "key.pem";
+	e2e::openssl_key(key);
+	/* The 64 bytes the vault must hand out: seed (end of the PKCS#8 DER) || public key. */
+	generate({"openssl", "pkey", "-in", key, "-outform", "DER", "-out", dir / "sk.der"});
+	generate({"openssl", "pkey", "-in", key, "-pubout", "-outform", "DER", "-out",
+		  dir / "pk.der"});
+	const std::string want = last32(read_text(dir / "sk.der")) + last32(read_text(dir / "pk.der"));
+	e2e::vault v({"--key", key, "--socket", socket});
+	BOOST_REQUIRE(v.ready());
+
+	const std::size_t fds_before = open_fd_count();
+	{
+		xmem::requirements req;
+		req.size = 64;
+		xmem::channel a = xmem::channel::connect(socket);
+		xmem::received_memory ka = a.request_memory("ed25519", req);
+		std::error_code ec;
+		xmem::mapping rw = xmem::mapping::map(ka.memory, xmem::access::read_write, ec);
+		if (ka.memory.backend() == xmem::backend::exclusive) {
+			BOOST_TEST((ec == std::errc::operation_not_permitted), ec.message());
+		} else {
+			BOOST_REQUIRE_MESSAGE(!ec, "writable mapping of memfd_secret: " << ec.message());
+			std::memset(rw.data(), 0, rw.size());
+		}
+		rw.unmap();
+
+		/* A keeps its fd and connection open while B asks. */
+		xmem::channel b = xmem::channel::connect(socket);
+		xmem::received_memory kb = b.request_memory("ed25519", req);
+		xmem::mapping ro = xmem::mapping::map(kb.memory, xmem::access::read_only);
+		const std::string got(reinterpret_cast<const char *>(ro.data()), ro.size());
+		BOOST_TEST(got == want, "peer B's key differs from the key file's after peer A wrote");
+	}
+	BOOST_TEST(open_fd_count() == fds_before);
+
+	/* And a signer after both still signs with the file's key. */
+	signing s = sign_and_verify(*this, "after-writer");
+	BOOST_TEST(last32(public_key_der(*this, s.pub)) == want.substr(32));
 	BOOST_TEST(v.stop(SIGTERM) == 0);
 }
 
