@@ -3,6 +3,7 @@
 
 #include "announce.hpp"
 #include "cmsg.hpp"
+#include "requirements.hpp"
 
 #include <xmem/error.hpp>
 
@@ -138,14 +139,28 @@ bool uid_allowed(const peer_credentials &cred, std::span<const uid_t> allowed) n
 	return std::find(allowed.begin(), allowed.end(), cred.uid) != allowed.end();
 }
 
+std::string detail::describe_backends(const requirements &req, const received_memory &r)
+{
+	std::string out = "backends memfd_exclusive";
+	if (req.accept_secret)
+		out += ", memfd_secret";
+	if (req.accept_ordinary)
+		out += ", memfd_create";
+	if (r.backend)
+		out += "; received " + std::string(to_string(*r.backend));
+	return out;
+}
+
 received_memory verify_memory(unique_fd fd, const wire::header &h, const requirements &req,
 			      std::error_code &ec) noexcept
 {
-	received_memory out{{}, 0, {}, false, {}};
+	received_memory out{};
 	memory mem = memory::adopt(std::move(fd), ec);
 	if (ec)
 		return out;
-	if (mem.backend() == backend::ordinary && !req.accept_ordinary) {
+	out.backend = mem.backend();
+	if ((mem.backend() == backend::ordinary && !req.accept_ordinary) ||
+	    (mem.backend() == backend::secret && !req.accept_secret)) {
 		ec = errc::backend_not_accepted;
 		return out;
 	}
@@ -338,18 +353,18 @@ received_memory channel::receive_memory(const requirements &req, std::error_code
 		std::optional<peer_credentials> sender;
 		const std::size_t count = receive_into(fd_, max_fds_, slots, h, sender, ec);
 		if (ec)
-			return received_memory{{}, 0, {}, false, {}};
+			return received_memory{};
 		if (h.kind == wire::kind::error) {
 			ec = detail::errno_code(peer_errno(h.error));
-			return received_memory{{}, 0, {}, false, {}};
+			return received_memory{};
 		}
 		if (h.kind != wire::kind::memory) {
 			ec = errc::bad_header;
-			return received_memory{{}, 0, {}, false, {}};
+			return received_memory{};
 		}
 		if (count != 1) {
 			ec = errc::fd_count_mismatch;
-			return received_memory{{}, 0, {}, false, {}};
+			return received_memory{};
 		}
 		return verify_memory(std::move(slots[0]), h, req, ec);
 	});
@@ -363,7 +378,8 @@ received_memory channel::receive_memory(const requirements &req)
 		throw std::system_error(ec, "receiving exclusive memory (required: " +
 						    (req.size ? std::to_string(*req.size) + " bytes"
 							      : std::string("size from header")) +
-						    ", seals " + to_string(req.seals) + ")");
+						    ", seals " + to_string(req.seals) + ", " +
+						    detail::describe_backends(req, r) + ")");
 	return r;
 }
 

@@ -53,6 +53,14 @@ struct requirements {
 	xmem::seals seals;
 	/* Accept the ordinary backend (memfd_create); off by default. */
 	bool accept_ordinary = false;
+	/*
+	 * Accept memfd_secret. On by default (kernels without memfd_exclusive
+	 * have nothing better), but it has no seals and every fd to it is
+	 * O_RDWR: whoever else holds one can write what the receiver reads.
+	 * Off, with accept_ordinary off: memfd_exclusive or nothing
+	 * (errc::backend_not_accepted, received_memory::backend says what came).
+	 */
+	bool accept_secret = true;
 };
 
 /* Memory received and verified. */
@@ -67,6 +75,12 @@ struct received_memory {
 	 */
 	bool size_is_stable;
 	std::string name;	  /* from the header */
+	/*
+	 * The backend the fd turned out to be (fstatfs): set when it was
+	 * memory at all, also when it was refused (errc::backend_not_accepted
+	 * and later checks), so a caller can name what it was sent.
+	 */
+	std::optional<xmem::backend> backend;
 };
 
 /*

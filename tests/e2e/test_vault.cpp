@@ -491,6 +491,45 @@ BOOST_AUTO_TEST_CASE(a_peer_writing_the_key_changes_nothing_for_the_next_peer)
 	BOOST_TEST(v.stop(SIGTERM) == 0);
 }
 
+BOOST_AUTO_TEST_CASE(sign_requires_memfd_exclusive_when_asked)
+{
+	/*
+	 * Review-peer finding 5: xmem-sign took memfd_secret silently. With
+	 * --require-exclusive (the default where the kernel has
+	 * memfd_exclusive) a memfd_secret key is refused with a message naming
+	 * it; --allow-secret takes it; the two together are a usage error.
+	 */
+	std::string key = dir / "key.pem";
+	e2e::openssl_key(key);
+	e2e::vault v({"--key", key, "--socket", socket});
+	BOOST_REQUIRE(v.ready());
+	const bool secret = contains(v.log(), "(backend memfd_secret,");
+
+	signing strict = sign(*this, "strict", {"--require-exclusive"});
+	if (secret) {
+		BOOST_TEST(strict.sign.status == 1);
+		BOOST_TEST(contains(strict.sign.err,
+				    socket + ": the vault sent the key in memfd_secret memory; "
+					     "accepted: memfd_exclusive (--require-exclusive)"),
+			   strict.sign.err);
+		BOOST_TEST(!exists(strict.sig));
+	} else {
+		BOOST_TEST(strict.sign.status == 0, strict.sign.err);
+		BOOST_TEST(contains(strict.sign.err, "backend memfd_exclusive"), strict.sign.err);
+	}
+	sign_and_verify(*this, "lenient", {"--allow-secret"});
+	/* The default: memfd_secret only where the kernel has no memfd_exclusive. */
+	signing plain = sign(*this, "default");
+	BOOST_TEST(plain.sign.status == 0, plain.sign.err);
+
+	e2e::result both = e2e::run({e2e::program("XMEM_SIGN"), "--require-exclusive",
+				     "--allow-secret", "--socket=s", "--in=i", "--sig=o", "--pub=p"});
+	BOOST_TEST(both.status == 2);
+	BOOST_TEST(contains(both.err, "--require-exclusive and --allow-secret exclude each other"),
+		   both.err);
+	BOOST_TEST(v.stop(SIGTERM) == 0);
+}
+
 BOOST_AUTO_TEST_CASE(request_names_are_escaped_in_the_log)
 {
 	std::string key = dir / "key.pem";
