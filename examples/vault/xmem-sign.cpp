@@ -302,10 +302,15 @@ xmem::received_memory fetch_key(const options &o)
 	}
 }
 
-/* On the exclusive backend, the seals must keep the key fixed and read-only. */
+/*
+ * On the exclusive backend, the seals must keep the key fixed and read-only.
+ * The name is the server's (any byte but NUL and '/'): escaped as the vault
+ * escapes request names, so it cannot move the cursor or forge a line.
+ */
 void check_received(const xmem::received_memory &key)
 {
-	say("received " + std::to_string(key.size) + " bytes '" + key.name + "', backend " +
+	say("received " + std::to_string(key.size) + " bytes '" +
+	    xmem_examples::escaped(key.name) + "', backend " +
 	    std::string(xmem::to_string(key.memory.backend())) + ", seals " +
 	    xmem::to_string(key.seals));
 	if (key.memory.backend() == xmem::backend::exclusive &&

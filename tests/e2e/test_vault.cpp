@@ -8,6 +8,8 @@
 
 #include "harness.hpp"
 
+#include "../../examples/common/cli.hpp"
+
 #include <xmem/channel.hpp>
 #include <xmem/mapping.hpp>
 
@@ -528,6 +530,42 @@ BOOST_AUTO_TEST_CASE(sign_requires_memfd_exclusive_when_asked)
 	BOOST_TEST(contains(both.err, "--require-exclusive and --allow-secret exclude each other"),
 		   both.err);
 	BOOST_TEST(v.stop(SIGTERM) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(sign_escapes_the_name_the_server_sends)
+{
+	/*
+	 * Review-peer finding 6: a server of our own uid (it passes the
+	 * SO_PEERCRED check) names its reply with terminal escapes and CR/LF;
+	 * xmem-sign printed them raw. Its stderr must hold no byte below 0x20
+	 * but '\n', and show the name escaped.
+	 */
+	const std::string evil = "\x1b[2J\x1b[31mVAULT OK\x1b]0;owned\x07\r\nxmem-sign: key verified";
+	xmem::listener l = xmem::listener::bind(socket);
+	const pid_t fake = ::fork();
+	BOOST_REQUIRE(fake >= 0);
+	if (fake == 0) {
+		/* The fake server: one reply, then wait for the client to hang up. */
+		try {
+			xmem::channel ch = l.accept();
+			xmem::message m = ch.receive();
+			ch.send_memory(xmem::memory::create("fake", 64), evil);
+			std::error_code ec;
+			(void)ch.receive(ec);
+		} catch (...) {
+			::_exit(1);
+		}
+		::_exit(0);
+	}
+	signing s = sign(*this, "evil", {"--allow-secret"});
+	::kill(fake, SIGKILL);
+	::waitpid(fake, nullptr, 0);
+	for (unsigned char c : s.sign.err)
+		BOOST_TEST((c >= 0x20 || c == '\n'), "control byte " << int(c) << " in: "
+							<< xmem_examples::escaped(s.sign.err));
+	BOOST_TEST(contains(s.sign.err, "bytes '\\x1b[2J\\x1b[31mVAULT OK\\x1b]0;owned\\x07\\x0d"
+					"\\x0axmem-sign: key verified', backend"),
+		   xmem_examples::escaped(s.sign.err));
 }
 
 BOOST_AUTO_TEST_CASE(request_names_are_escaped_in_the_log)
