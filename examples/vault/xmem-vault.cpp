@@ -15,7 +15,8 @@
  * reloads the key file (peers get the new key from then on; the old one
  * stays until its last reply is sent), SIGINT and SIGTERM end it cleanly
  * (a socket it bound is unlinked). Log lines go to stderr, names from
- * peers escaped; "xmem-vault: ready on PATH (...)" once it serves.
+ * peers escaped, refusals rate-limited (refusal_log); "xmem-vault: ready on
+ * PATH (...)" once it serves.
  * examples/vault/xmem-vault.service and .socket are a hardened unit.
  */
 
@@ -88,6 +89,86 @@ void log(const std::string &line)
 	std::lock_guard<std::mutex> g(log_mutex);
 	std::fprintf(stderr, "xmem-vault: %s\n", line.c_str());
 }
+
+/*
+ * Refusal lines, rate-limited: at most burst lines per interval are logged
+ * as they come; the rest are counted, per uid, and summarised in one line
+ * ("refusals: N more in the last S ms not logged: uid U xN, ...") with the
+ * first refusal of a later interval, or at exit (flush()). A uid that may
+ * not connect could otherwise write a line per connect(2), unbounded (tens
+ * of thousands a second: review-peer finding 4), as printk_ratelimit() and
+ * journald's RateLimitBurst= bound theirs. Called from every event loop.
+ */
+class refusal_log
+{
+public:
+	static constexpr unsigned burst = 10;
+	static constexpr std::chrono::milliseconds interval{1000};
+
+	void refused(uid_t uid, const std::string &line)
+	{
+		std::lock_guard<std::mutex> g(mutex_);
+		const auto now = std::chrono::steady_clock::now();
+		if (now - start_ >= interval) {
+			summarise(now);
+			start_ = now;
+			logged_ = 0;
+		}
+		if (logged_ < burst) {
+			logged_++;
+			log(line);
+			return;
+		}
+		suppressed_++;
+		for (auto &[u, n] : per_uid_) {
+			if (u == uid) {
+				n++;
+				return;
+			}
+		}
+		if (per_uid_.size() < max_uids)
+			per_uid_.emplace_back(uid, 1);
+	}
+
+	/* Logs what is still counted (at exit). */
+	void flush()
+	{
+		std::lock_guard<std::mutex> g(mutex_);
+		summarise(std::chrono::steady_clock::now());
+	}
+
+private:
+	static constexpr std::size_t max_uids = 4; /* named in a summary; the rest are counted */
+
+	void summarise(std::chrono::steady_clock::time_point now)
+	{
+		if (!suppressed_)
+			return;
+		const auto ms =
+			std::chrono::duration_cast<std::chrono::milliseconds>(now - start_).count();
+		std::string line = "refusals: " + std::to_string(suppressed_) + " more in the last " +
+				   std::to_string(ms) + " ms not logged:";
+		unsigned long named = 0;
+		for (std::size_t i = 0; i < per_uid_.size(); i++) {
+			line += (i ? ", uid " : " uid ") + std::to_string(per_uid_[i].first) + " x" +
+				std::to_string(per_uid_[i].second);
+			named += per_uid_[i].second;
+		}
+		if (named < suppressed_)
+			line += ", other uids x" + std::to_string(suppressed_ - named);
+		log(line);
+		suppressed_ = 0;
+		per_uid_.clear();
+	}
+
+	std::mutex mutex_;
+	std::chrono::steady_clock::time_point start_{};
+	unsigned logged_ = 0;
+	unsigned long suppressed_ = 0;
+	std::vector<std::pair<uid_t, unsigned long>> per_uid_;
+};
+
+refusal_log refusals;
 
 /* Parses the command line with getopt_long(3). Throws usage_error. */
 options parse_options(int argc, char **argv, bool &done)
@@ -385,12 +466,12 @@ xmem::reply answer(const xmem::request_context &c, const key_slot &keys, const o
 {
 	const std::string peer = describe(c.cred);
 	if (!xmem::uid_allowed(c.cred, o.allow)) {
-		log(peer + ": refused (uid not allowed)");
+		refusals.refused(c.cred.uid, peer + ": refused (uid not allowed)");
 		return xmem::reply::refuse(EACCES);
 	}
 	if (c.request.name != o.name) {
-		log(peer + ": refused (no key named '" + xmem_examples::escaped(c.request.name) +
-		    "')");
+		refusals.refused(c.cred.uid, peer + ": refused (no key named '" +
+						     xmem_examples::escaped(c.request.name) + "')");
 		return xmem::reply::refuse(ENOENT);
 	}
 	std::shared_ptr<const vault_key> k = keys.get();
@@ -418,7 +499,7 @@ int admit(const xmem::peer_info &p, const options &o)
 {
 	if (xmem::uid_allowed(p.cred, o.allow))
 		return 0;
-	log(describe(p.cred) + ": refused (uid not allowed)");
+	refusals.refused(p.cred.uid, describe(p.cred) + ": refused (uid not allowed)");
 	return EACCES;
 }
 
@@ -524,6 +605,7 @@ int run(const options &o, const sigset_t &stop_set)
 	over = true;
 	::pthread_kill(signals.native_handle(), SIGTERM);
 	signals.join();
+	refusals.flush();
 	return status;
 }
 

@@ -568,6 +568,68 @@ BOOST_AUTO_TEST_CASE(sign_escapes_the_name_the_server_sends)
 		   xmem_examples::escaped(s.sign.err));
 }
 
+BOOST_AUTO_TEST_CASE(refusals_are_rate_limited_in_the_log)
+{
+	/*
+	 * Review-peer finding 4: a uid that may not have the key wrote one log
+	 * line per connect, unbounded. 10,000 refused connects (one after the
+	 * other, each answered) must give fewer than 100 lines, and the
+	 * summaries must account for every refusal not logged.
+	 */
+	std::string key = dir / "key.pem";
+	e2e::openssl_key(key);
+	uid_t other = ::geteuid() == 4242 ? 4243 : 4242;
+	e2e::vault v({"--key", key, "--socket", socket, "--allow-uid", std::to_string(other)});
+	BOOST_REQUIRE(v.ready());
+	const std::size_t lines_before = e2e::lines(v.log()).size();
+
+	xmem::connect_options co;
+	co.timeout = std::chrono::milliseconds(2000);
+	constexpr int connects = 10000;
+	auto refused_once = [&] {
+		std::error_code ec;
+		xmem::channel ch = xmem::channel::connect(socket, co, ec);
+		if (ec)
+			return ec;
+		(void)ch.request_memory("ed25519", {}, ec);
+		return ec;
+	};
+	int answered = 0;
+	for (int i = 0; i < connects; i++) {
+		const std::error_code ec = refused_once();
+		if (ec == std::errc::permission_denied)
+			answered++;
+		else
+			BOOST_TEST_MESSAGE("connect " << i << ": " << ec.message());
+		if (i % 500 == 0)
+			(void)v.log(); /* keep its stderr pipe drained */
+	}
+	BOOST_TEST(answered == connects);
+	/* One more after the interval: it brings the last summary. */
+	std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+	BOOST_TEST((refused_once() == std::errc::permission_denied));
+	BOOST_TEST(v.stop(SIGTERM) == 0);
+
+	std::size_t logged = 0, summarised = 0, lines = 0;
+	const std::string summary = "refusals: ";
+	for (const std::string &l : e2e::lines(v.log())) {
+		if (contains(l, ": refused (uid not allowed)"))
+			logged++;
+		const std::size_t at = l.find(summary);
+		if (at != std::string::npos)
+			summarised += std::stoul(l.substr(at + summary.size()));
+		lines++;
+	}
+	lines -= lines_before;
+	BOOST_TEST_MESSAGE(lines << " lines: " << logged << " refusals logged, " << summarised
+				 << " summarised");
+	BOOST_TEST(lines < 100u, lines << " log lines for " << connects + 1 << " refusals");
+	BOOST_TEST(logged + summarised == static_cast<std::size_t>(connects + 1),
+		   logged << " logged + " << summarised << " summarised");
+	BOOST_TEST(contains(v.log(), "not logged: uid " + std::to_string(::geteuid()) + " x"),
+		   v.log().substr(0, 2000));
+}
+
 BOOST_AUTO_TEST_CASE(request_names_are_escaped_in_the_log)
 {
 	std::string key = dir / "key.pem";
