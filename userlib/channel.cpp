@@ -3,6 +3,7 @@
 
 #include "announce.hpp"
 #include "cmsg.hpp"
+#include "requirements.hpp"
 
 #include <xmem/error.hpp>
 
@@ -138,27 +139,40 @@ bool uid_allowed(const peer_credentials &cred, std::span<const uid_t> allowed) n
 	return std::find(allowed.begin(), allowed.end(), cred.uid) != allowed.end();
 }
 
+std::string detail::describe_backends(const requirements &req, const received_memory &r)
+{
+	std::string out = "backends memfd_exclusive";
+	if (req.accept_secret)
+		out += ", memfd_secret";
+	if (req.accept_ordinary)
+		out += ", memfd_create";
+	if (r.backend)
+		out += "; received " + std::string(to_string(*r.backend));
+	return out;
+}
+
 received_memory verify_memory(unique_fd fd, const wire::header &h, const requirements &req,
 			      std::error_code &ec) noexcept
 {
-	received_memory out{{}, 0, {}, false, {}};
-	std::size_t size;
-	memory mem = memory::adopt(std::move(fd), size, ec);
+	received_memory out{};
+	memory mem = memory::adopt(std::move(fd), ec);
 	if (ec)
 		return out;
-	if (mem.backend() == backend::ordinary && !req.accept_ordinary) {
+	out.backend = mem.backend();
+	if ((mem.backend() == backend::ordinary && !req.accept_ordinary) ||
+	    (mem.backend() == backend::secret && !req.accept_secret)) {
 		ec = errc::backend_not_accepted;
 		return out;
 	}
 
-	if (size == 0 || size != h.size || (req.size && size != *req.size)) {
-		ec = errc::size_mismatch;
-		return out;
-	}
-
 	/*
-	 * memfd_secret has no seals (F_GET_SEALS fails, EINVAL, and proves
-	 * nothing): take none without asking. Any other failure: none either.
+	 * Seals first, then the size: seals only ever grow, so a size read
+	 * after F_SEAL_SHRINK was seen can no longer shrink. adopt()'s fstat
+	 * came before the seals and a sender may have truncated and sealed in
+	 * between (review-peer finding 3): ask for the size again. memfd_secret
+	 * has no seals (F_GET_SEALS fails, EINVAL, and proves nothing): take
+	 * none without asking; its size is fixed once set and memory::size()
+	 * returns the one adopt() read. Any other failure: no seals either.
 	 */
 	std::error_code seal_ec;
 	seals actual;
@@ -166,6 +180,14 @@ received_memory verify_memory(unique_fd fd, const wire::header &h, const require
 		actual = mem.current_seals(seal_ec);
 	if (seal_ec)
 		actual = seals();
+	const std::size_t size = mem.size(ec);
+	if (ec)
+		return out;
+
+	if (size == 0 || size != h.size || (req.size && size != *req.size)) {
+		ec = errc::size_mismatch;
+		return out;
+	}
 	if (!actual.contains(req.seals | h.seals)) {
 		ec = errc::missing_seals;
 		return out;
@@ -356,18 +378,18 @@ received_memory channel::receive_memory(const requirements &req, std::error_code
 		std::optional<peer_credentials> sender;
 		const std::size_t count = receive_into(fd_, max_fds_, slots, h, sender, ec);
 		if (ec)
-			return received_memory{{}, 0, {}, false, {}};
+			return received_memory{};
 		if (h.kind == wire::kind::error) {
 			ec = detail::errno_code(peer_errno(h.error));
-			return received_memory{{}, 0, {}, false, {}};
+			return received_memory{};
 		}
 		if (h.kind != wire::kind::memory) {
 			ec = errc::bad_header;
-			return received_memory{{}, 0, {}, false, {}};
+			return received_memory{};
 		}
 		if (count != 1) {
 			ec = errc::fd_count_mismatch;
-			return received_memory{{}, 0, {}, false, {}};
+			return received_memory{};
 		}
 		return verify_memory(std::move(slots[0]), h, req, ec);
 	});
@@ -381,7 +403,8 @@ received_memory channel::receive_memory(const requirements &req)
 		throw std::system_error(ec, "receiving exclusive memory (required: " +
 						    (req.size ? std::to_string(*req.size) + " bytes"
 							      : std::string("size from header")) +
-						    ", seals " + to_string(req.seals) + ")");
+						    ", seals " + to_string(req.seals) + ", " +
+						    detail::describe_backends(req, r) + ")");
 	return r;
 }
 

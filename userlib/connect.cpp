@@ -5,6 +5,8 @@
  * daemon side of channel.hpp beyond plain sockets.
  */
 #include <xmem/channel.hpp>
+
+#include "requirements.hpp"
 #include <xmem/error.hpp>
 
 #include <cerrno>
@@ -122,14 +124,14 @@ received_memory channel::request_memory(std::string_view name, const requirement
 		h.name = name;
 	} catch (const std::bad_alloc &) {
 		ec = detail::errno_code(ENOMEM);
-		return {{}, 0, {}, false, {}};
+		return received_memory{};
 	}
 	std::error_code send_ec;
 	send(h, {}, send_ec);
 	if (send_ec && send_ec != std::errc::broken_pipe &&
 	    send_ec != std::errc::connection_reset) {
 		ec = send_ec;
-		return {{}, 0, {}, false, {}};
+		return received_memory{};
 	}
 	/* A memory reply carries one fd: the budget for this receive. */
 	const std::size_t budget = max_fds_;
@@ -155,7 +157,10 @@ received_memory channel::request_memory(std::string_view name, const requirement
 	std::error_code ec;
 	received_memory got = request_memory(name, req, ec);
 	if (ec)
-		throw std::system_error(ec, "requesting '" + std::string(name) + "'");
+		throw std::system_error(ec, "requesting '" + std::string(name) + "'" +
+						    (ec == errc::backend_not_accepted
+							     ? " (" + detail::describe_backends(req, got) + ")"
+							     : std::string()));
 	return got;
 }
 

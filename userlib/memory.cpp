@@ -6,6 +6,7 @@
 #include <uapi/linux/memfd_exclusive.h>
 
 #include <cerrno>
+#include <atomic>
 #include <climits>
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -58,6 +59,47 @@ attempt create_secret() noexcept
 	if (!fd)
 		return {unique_fd(), detail::errno_code(errno)};
 	return {std::move(fd), {}};
+}
+
+/*
+ * st_dev of the kernel-internal mount memfd_create(2) puts its files on:
+ * shm_mnt (mm/shmem.c) or, with @huge, hugetlbfs's mount for the default
+ * huge page size (MFD_HUGETLB, fs/hugetlbfs/inode.c). Probed with a memfd of
+ * our own and cached once known; 0 when none could be made (EMFILE, no
+ * hugetlbfs...), then asked again next time. 0 is never a tmpfs device
+ * (get_anon_bdev() numbers from minor 1, fs/super.c).
+ */
+dev_t memfd_device(bool huge) noexcept
+{
+	static std::atomic<dev_t> known[2];
+	dev_t dev = known[huge].load(std::memory_order_relaxed);
+	if (dev)
+		return dev;
+	unique_fd fd(::memfd_create("xmem-probe", MFD_CLOEXEC | (huge ? MFD_HUGETLB : 0u)));
+	struct stat st;
+	if (!fd || ::fstat(fd.get(), &st) < 0)
+		return 0;
+	known[huge].store(st.st_dev, std::memory_order_relaxed);
+	return st.st_dev;
+}
+
+/*
+ * Whether the tmpfs or hugetlbfs file @fd (fstat @st) is a memfd: its
+ * /proc/self/fd link reads "/memfd:NAME (deleted)", it has no link to any
+ * directory (st_nlink 0) and it lies on the internal mount (memfd_device()).
+ * The name alone is not enough: a file named "memfd:x" at the root of a
+ * lazily unmounted tmpfs (umount -l) reads the same, linked or unlinked
+ * (review-peer finding 7); the device tells them apart. A hugetlbfs memfd of
+ * a non-default page size (MFD_HUGE_1GB...) is refused.
+ */
+bool is_memfd(int fd, const struct stat &st, bool huge) noexcept
+{
+	if (st.st_nlink != 0 || st.st_dev == 0 || memfd_device(huge) != st.st_dev)
+		return false;
+	char link[64] = {};
+	const std::string proc = "/proc/self/fd/" + std::to_string(fd);
+	const ssize_t n = ::readlink(proc.c_str(), link, sizeof(link) - 1);
+	return n > 7 && std::string_view(link, 7) == "/memfd:";
 }
 
 attempt create_ordinary(const std::string &name, bool allow_sealing) noexcept
@@ -249,15 +291,11 @@ memory memory::adopt(unique_fd fd, std::size_t &size, std::error_code &ec) noexc
 	case SECRETMEM_MAGIC:
 		return memory(std::move(fd), xmem::backend::secret, {}, size);
 	case TMPFS_MAGIC:
-	case HUGETLBFS_MAGIC: {
-		/* Only a memfd, not any tmpfs file: its link reads "/memfd:NAME (deleted)". */
-		char link[64] = {};
-		std::string proc = "/proc/self/fd/" + std::to_string(fd.get());
-		ssize_t n = ::readlink(proc.c_str(), link, sizeof(link) - 1);
-		if (n > 7 && std::string_view(link, 7) == "/memfd:")
+	case HUGETLBFS_MAGIC:
+		/* Only a memfd, not any tmpfs file. */
+		if (is_memfd(fd.get(), st, sfs.f_type == HUGETLBFS_MAGIC))
 			return memory(std::move(fd), xmem::backend::ordinary, {}, size);
 		break;
-	}
 	default:
 		break;
 	}

@@ -5,6 +5,7 @@
  *
  *   xmem-sign --socket PATH --in FILE --sig OUT.sig --pub OUT.pem
  *             [--name NAME] [--allow-ordinary] [--check-seals]
+ *             [--require-exclusive | --allow-secret]
  *             [--server-uid UID] [--timeout MS] [--help] [--version]
  *
  * Before it sends or trusts anything it checks whom it reached: the
@@ -18,6 +19,11 @@
  *   openssl pkeyutl -verify -pubin -inkey OUT.pem -rawin -in FILE -sigfile OUT.sig
  * accepts it. --check-seals also tries to map the key writable, which must
  * fail (EPERM) on the exclusive backend.
+ *
+ * On a kernel with memfd_exclusive the key must come in it: memfd_secret
+ * has no seals and any holder of an fd to it can write the key others sign
+ * with (requirements::accept_secret). --allow-secret accepts memfd_secret
+ * there too; --require-exclusive demands memfd_exclusive on any kernel.
  */
 
 #include "../common/cli.hpp"
@@ -57,6 +63,8 @@ struct options {
 	std::string name = "ed25519";
 	bool allow_ordinary = false;
 	bool check_seals = false;
+	/* Accept memfd_secret; unset: only where the kernel has no memfd_exclusive. */
+	std::optional<bool> accept_secret;
 	std::optional<uid_t> server_uid;	/* unset: our own uid or root */
 	std::chrono::milliseconds timeout = 10000ms;
 };
@@ -64,6 +72,7 @@ struct options {
 constexpr const char *usage_text =
 	"usage: xmem-sign --socket PATH --in FILE --sig OUT.sig --pub OUT.pem\n"
 	"                 [--name NAME] [--allow-ordinary] [--check-seals]\n"
+	"                 [--require-exclusive | --allow-secret]\n"
 	"                 [--server-uid UID] [--timeout MS] [--help] [--version]\n"
 	"  --socket PATH     the vault's socket\n"
 	"  --in FILE         the file to sign\n"
@@ -72,6 +81,10 @@ constexpr const char *usage_text =
 	"  --name NAME       the key to ask for (default ed25519)\n"
 	"  --allow-ordinary  accept a key in ordinary memory\n"
 	"  --check-seals     also check that the key cannot be mapped writable\n"
+	"  --require-exclusive  refuse a key not in memfd_exclusive memory (the default\n"
+	"                    where the kernel has memfd_exclusive)\n"
+	"  --allow-secret    accept a key in memfd_secret memory (no seals: writable by\n"
+	"                    any holder) even where the kernel has memfd_exclusive\n"
 	"  --server-uid UID  the uid the vault must run as (default: ours or root)\n"
 	"  --timeout MS      for connecting and for each send and receive (default 10000)\n";
 /* The seals a key on the exclusive backend must carry. */
@@ -93,7 +106,8 @@ options parse_options(int argc, char **argv, bool &done)
 {
 	using namespace xmem_examples;
 	enum { opt_socket = 256, opt_in, opt_sig, opt_pub, opt_name, opt_allow_ordinary,
-	       opt_check_seals, opt_server_uid, opt_timeout, opt_help, opt_version };
+	       opt_check_seals, opt_require_exclusive, opt_allow_secret, opt_server_uid,
+	       opt_timeout, opt_help, opt_version };
 	static const struct option longopts[] = {
 		{"socket", required_argument, nullptr, opt_socket},
 		{"in", required_argument, nullptr, opt_in},
@@ -102,6 +116,8 @@ options parse_options(int argc, char **argv, bool &done)
 		{"name", required_argument, nullptr, opt_name},
 		{"allow-ordinary", no_argument, nullptr, opt_allow_ordinary},
 		{"check-seals", no_argument, nullptr, opt_check_seals},
+		{"require-exclusive", no_argument, nullptr, opt_require_exclusive},
+		{"allow-secret", no_argument, nullptr, opt_allow_secret},
 		{"server-uid", required_argument, nullptr, opt_server_uid},
 		{"timeout", required_argument, nullptr, opt_timeout},
 		{"help", no_argument, nullptr, opt_help},
@@ -123,6 +139,13 @@ options parse_options(int argc, char **argv, bool &done)
 		case opt_name: o.name = value; break;
 		case opt_allow_ordinary: o.allow_ordinary = true; break;
 		case opt_check_seals: o.check_seals = true; break;
+		case opt_require_exclusive:
+		case opt_allow_secret:
+			if (o.accept_secret && *o.accept_secret != (c == opt_allow_secret))
+				throw usage_error("--require-exclusive and --allow-secret exclude "
+						  "each other");
+			o.accept_secret = c == opt_allow_secret;
+			break;
 		case opt_server_uid:
 			o.server_uid = static_cast<uid_t>(
 				parse_number(value, 0xfffffffeUL, "--server-uid"));
@@ -224,12 +247,33 @@ std::string public_key_pem(const unsigned char *pk)
 /* ------------------------------------------------------------------ */
 /* The key                                                             */
 
+/* Why the key's backend @b was refused under @req, and which option accepts it. */
+std::string refused_backend(const xmem::requirements &req, xmem::backend b, const options &o)
+{
+	std::string accepted = "memfd_exclusive";
+	if (req.accept_secret)
+		accepted += " or memfd_secret";
+	if (req.accept_ordinary)
+		accepted += " or memfd_create";
+	std::string hint;
+	if (b == xmem::backend::secret)
+		hint = o.accept_secret ? " (--require-exclusive)"
+				       : " (this kernel has memfd_exclusive; --allow-secret "
+					 "accepts memfd_secret, which has no seals)";
+	else if (b == xmem::backend::ordinary)
+		hint = " (--allow-ordinary accepts it)";
+	return "the vault sent the key in " + std::string(xmem::to_string(b)) +
+	       " memory; accepted: " + accepted + hint;
+}
+
 /* Asks the vault at @o.socket for @o.name; returns it verified. Throws failure. */
 xmem::received_memory fetch_key(const options &o)
 {
 	xmem::requirements req;
 	req.size = crypto_sign_SECRETKEYBYTES;
 	req.accept_ordinary = o.allow_ordinary;
+	const bool kernel_has_exclusive = xmem::probe_kernel().exclusive;
+	req.accept_secret = o.accept_secret.value_or(!kernel_has_exclusive);
 
 	xmem::connect_options co;
 	co.timeout = o.timeout;
@@ -237,7 +281,14 @@ xmem::received_memory fetch_key(const options &o)
 	try {
 		/* Whom we reached is checked (SO_PEERCRED) before anything is sent. */
 		xmem::channel ch = xmem::channel::connect(o.socket, co);
-		return ch.request_memory(o.name, req);
+		std::error_code ec;
+		xmem::received_memory got = ch.request_memory(o.name, req, ec);
+		if (ec == xmem::errc::backend_not_accepted && got.backend)
+			throw failure(o.socket + ": " + refused_backend(req, *got.backend, o));
+		if (ec)
+			throw std::system_error(ec, "requesting '" + xmem_examples::escaped(o.name) +
+							    "'");
+		return got;
 	} catch (const std::system_error &e) {
 		if (e.code() == xmem::errc::peer_not_allowed)
 			throw failure(std::string("not trusting ") + e.what());
@@ -251,10 +302,15 @@ xmem::received_memory fetch_key(const options &o)
 	}
 }
 
-/* On the exclusive backend, the seals must keep the key fixed and read-only. */
+/*
+ * On the exclusive backend, the seals must keep the key fixed and read-only.
+ * The name is the server's (any byte but NUL and '/'): escaped as the vault
+ * escapes request names, so it cannot move the cursor or forge a line.
+ */
 void check_received(const xmem::received_memory &key)
 {
-	say("received " + std::to_string(key.size) + " bytes '" + key.name + "', backend " +
+	say("received " + std::to_string(key.size) + " bytes '" +
+	    xmem_examples::escaped(key.name) + "', backend " +
 	    std::string(xmem::to_string(key.memory.backend())) + ", seals " +
 	    xmem::to_string(key.seals));
 	if (key.memory.backend() == xmem::backend::exclusive &&

@@ -15,7 +15,8 @@
  * reloads the key file (peers get the new key from then on; the old one
  * stays until its last reply is sent), SIGINT and SIGTERM end it cleanly
  * (a socket it bound is unlinked). Log lines go to stderr, names from
- * peers escaped; "xmem-vault: ready on PATH (...)" once it serves.
+ * peers escaped, refusals rate-limited (refusal_log); "xmem-vault: ready on
+ * PATH (...)" once it serves.
  * examples/vault/xmem-vault.service and .socket are a hardened unit.
  */
 
@@ -88,6 +89,86 @@ void log(const std::string &line)
 	std::lock_guard<std::mutex> g(log_mutex);
 	std::fprintf(stderr, "xmem-vault: %s\n", line.c_str());
 }
+
+/*
+ * Refusal lines, rate-limited: at most burst lines per interval are logged
+ * as they come; the rest are counted, per uid, and summarised in one line
+ * ("refusals: N more in the last S ms not logged: uid U xN, ...") with the
+ * first refusal of a later interval, or at exit (flush()). A uid that may
+ * not connect could otherwise write a line per connect(2), unbounded (tens
+ * of thousands a second: review-peer finding 4), as printk_ratelimit() and
+ * journald's RateLimitBurst= bound theirs. Called from every event loop.
+ */
+class refusal_log
+{
+public:
+	static constexpr unsigned burst = 10;
+	static constexpr std::chrono::milliseconds interval{1000};
+
+	void refused(uid_t uid, const std::string &line)
+	{
+		std::lock_guard<std::mutex> g(mutex_);
+		const auto now = std::chrono::steady_clock::now();
+		if (now - start_ >= interval) {
+			summarise(now);
+			start_ = now;
+			logged_ = 0;
+		}
+		if (logged_ < burst) {
+			logged_++;
+			log(line);
+			return;
+		}
+		suppressed_++;
+		for (auto &[u, n] : per_uid_) {
+			if (u == uid) {
+				n++;
+				return;
+			}
+		}
+		if (per_uid_.size() < max_uids)
+			per_uid_.emplace_back(uid, 1);
+	}
+
+	/* Logs what is still counted (at exit). */
+	void flush()
+	{
+		std::lock_guard<std::mutex> g(mutex_);
+		summarise(std::chrono::steady_clock::now());
+	}
+
+private:
+	static constexpr std::size_t max_uids = 4; /* named in a summary; the rest are counted */
+
+	void summarise(std::chrono::steady_clock::time_point now)
+	{
+		if (!suppressed_)
+			return;
+		const auto ms =
+			std::chrono::duration_cast<std::chrono::milliseconds>(now - start_).count();
+		std::string line = "refusals: " + std::to_string(suppressed_) + " more in the last " +
+				   std::to_string(ms) + " ms not logged:";
+		unsigned long named = 0;
+		for (std::size_t i = 0; i < per_uid_.size(); i++) {
+			line += (i ? ", uid " : " uid ") + std::to_string(per_uid_[i].first) + " x" +
+				std::to_string(per_uid_[i].second);
+			named += per_uid_[i].second;
+		}
+		if (named < suppressed_)
+			line += ", other uids x" + std::to_string(suppressed_ - named);
+		log(line);
+		suppressed_ = 0;
+		per_uid_.clear();
+	}
+
+	std::mutex mutex_;
+	std::chrono::steady_clock::time_point start_{};
+	unsigned logged_ = 0;
+	unsigned long suppressed_ = 0;
+	std::vector<std::pair<uid_t, unsigned long>> per_uid_;
+};
+
+refusal_log refusals;
 
 /* Parses the command line with getopt_long(3). Throws usage_error. */
 options parse_options(int argc, char **argv, bool &done)
@@ -185,7 +266,7 @@ struct vault_key {
 std::string seal_key(xmem::memory &mem)
 {
 	if (mem.backend() == xmem::backend::secret) {
-		log("seals: unavailable (memfd_secret has none): a peer could map the key writable");
+		log("seals: unavailable (memfd_secret has none): each peer gets a copy of its own");
 		return "none";
 	}
 	const xmem::seals wanted{xmem::seals::shrink | xmem::seals::grow |
@@ -352,6 +433,31 @@ std::string describe(const xmem::peer_credentials &who)
 }
 
 /*
+ * A reply with a copy of @k's 64 bytes of its own: a fresh memfd_secret,
+ * filled from the vault's mapping of the master copy and unmapped here; the
+ * server closes our fd once the reply is sent, so the peer holds the only
+ * one. memfd_secret has no seals and every fd to it is O_RDWR: one memory
+ * shared by every peer would let one allowed peer map it writable and
+ * change the key every later peer signs with (review-peer finding 2). A
+ * copy confines what a peer writes to its own. None of this blocks.
+ * Throws std::system_error (errno: EMFILE, ENOMEM; errc::memlock_limit).
+ */
+xmem::reply grant_copy(const vault_key &k)
+{
+	xmem::create_options copts;
+	copts.require = xmem::backend::secret;
+	xmem::memory copy = xmem::memory::create(k.memory.name(), vault::secret_key_size, copts);
+	{
+		xmem::mapping m = xmem::mapping::map(copy, xmem::access::read_write);
+		std::memcpy(m.data(), k.mapping.data(), vault::secret_key_size);
+	}
+	xmem::reply r;
+	r.fixed_size = vault::secret_key_size;
+	r.memory = copy.release();
+	return r;
+}
+
+/*
  * The vault's answer to one request, on the server's event loops. The uid
  * was checked at connect (admit) and is checked again here; then the name.
  * Neither check waits on anything.
@@ -360,15 +466,26 @@ xmem::reply answer(const xmem::request_context &c, const key_slot &keys, const o
 {
 	const std::string peer = describe(c.cred);
 	if (!xmem::uid_allowed(c.cred, o.allow)) {
-		log(peer + ": refused (uid not allowed)");
+		refusals.refused(c.cred.uid, peer + ": refused (uid not allowed)");
 		return xmem::reply::refuse(EACCES);
 	}
 	if (c.request.name != o.name) {
-		log(peer + ": refused (no key named '" + xmem_examples::escaped(c.request.name) +
-		    "')");
+		refusals.refused(c.cred.uid, peer + ": refused (no key named '" +
+						     xmem_examples::escaped(c.request.name) + "')");
 		return xmem::reply::refuse(ENOENT);
 	}
 	std::shared_ptr<const vault_key> k = keys.get();
+	if (k->memory.backend() == xmem::backend::secret) {
+		xmem::reply r;
+		try {
+			r = grant_copy(*k);
+		} catch (const std::exception &e) {
+			log(peer + ": refused (copying the key for it: " + std::string(e.what()) + ")");
+			return xmem::reply::refuse(ENOMEM);
+		}
+		log(peer + ": granted '" + o.name + "' (its own copy)");
+		return r;
+	}
 	log(peer + ": granted '" + o.name + "'");
 	/* The reply holds the whole key (memory and mapping) until it is sent. */
 	return xmem::reply::share(std::shared_ptr<const xmem::memory>(k, &k->memory));
@@ -382,7 +499,7 @@ int admit(const xmem::peer_info &p, const options &o)
 {
 	if (xmem::uid_allowed(p.cred, o.allow))
 		return 0;
-	log(describe(p.cred) + ": refused (uid not allowed)");
+	refusals.refused(p.cred.uid, describe(p.cred) + ": refused (uid not allowed)");
 	return EACCES;
 }
 
@@ -488,6 +605,7 @@ int run(const options &o, const sigset_t &stop_set)
 	over = true;
 	::pthread_kill(signals.native_handle(), SIGTERM);
 	signals.join();
+	refusals.flush();
 	return status;
 }
 

@@ -53,6 +53,14 @@ struct requirements {
 	xmem::seals seals;
 	/* Accept the ordinary backend (memfd_create); off by default. */
 	bool accept_ordinary = false;
+	/*
+	 * Accept memfd_secret. On by default (kernels without memfd_exclusive
+	 * have nothing better), but it has no seals and every fd to it is
+	 * O_RDWR: whoever else holds one can write what the receiver reads.
+	 * Off, with accept_ordinary off: memfd_exclusive or nothing
+	 * (errc::backend_not_accepted, received_memory::backend says what came).
+	 */
+	bool accept_secret = true;
 };
 
 /* Memory received and verified. */
@@ -67,12 +75,20 @@ struct received_memory {
 	 */
 	bool size_is_stable;
 	std::string name;	  /* from the header */
+	/*
+	 * The backend the fd turned out to be (fstatfs): set when it was
+	 * memory at all, also when it was refused (errc::backend_not_accepted
+	 * and later checks), so a caller can name what it was sent.
+	 */
+	std::optional<xmem::backend> backend;
 };
 
 /*
  * Checks that @fd is memory as @h describes and @req demands: S_ISREG, the
  * fstatfs magic of an accepted backend, st_size equal to the header's (> 0)
- * and to req.size, every seal in req.seals and in h.seals present.
+ * and to req.size, every seal in req.seals and in h.seals present. The
+ * seals are read before the size they vouch for (seals only grow), so memory
+ * with F_SEAL_SHRINK cannot have shrunk below the size returned.
  * Errors: errc::wrong_file_type, errc::not_mappable (O_PATH or write-only
  * fd), errc::backend_not_accepted, errc::size_mismatch, errc::missing_seals. @fd is closed on error.
  */

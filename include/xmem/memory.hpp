@@ -102,7 +102,10 @@ public:
 
 	/*
 	 * Takes ownership of @fd and identifies its backend from fstatfs(2)
-	 * (MEMFD_EXCLUSIVE_MAGIC, SECRETMEM_MAGIC, or a memfd on tmpfs/hugetlbfs).
+	 * (MEMFD_EXCLUSIVE_MAGIC, SECRETMEM_MAGIC, or a memfd on tmpfs/hugetlbfs:
+	 * unlinked, st_nlink 0, on the kernel's internal mount that a memfd of
+	 * our own shows, and linked as "/memfd:..."; hugetlbfs of the default
+	 * huge page size only).
 	 * errc::wrong_file_type for anything else (fd closed).
 	 * errc::not_mappable for such memory held by an fd that mmap(2) refuses
 	 * whatever the protection: opened O_PATH (fstat and fstatfs work on it,

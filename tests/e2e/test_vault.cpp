@@ -8,7 +8,10 @@
 
 #include "harness.hpp"
 
+#include "../../examples/common/cli.hpp"
+
 #include <xmem/channel.hpp>
+#include <xmem/mapping.hpp>
 
 #include <chrono>
 #include <cstring>
@@ -188,6 +191,15 @@ std::string pem_body(const fixture &f, const std::string &path)
 				  "-out", f.dir / "tmp.bin"});
 	BOOST_REQUIRE_EQUAL(r.status, 0);
 	return read_text(f.dir / "tmp.bin");
+}
+
+/* Entries of /proc/self/fd (the directory's own fd included, the same each time). */
+std::size_t open_fd_count()
+{
+	std::size_t n = 0;
+	for ([[maybe_unused]] const auto &e : e2e::fs::directory_iterator("/proc/self/fd"))
+		n++;
+	return n;
 }
 
 } // namespace
@@ -428,6 +440,201 @@ BOOST_AUTO_TEST_CASE(sighup_reloads_the_key)
 	signing third = sign_and_verify(*this, "third");
 	BOOST_TEST(read_text(third.pub) == read_text(second.pub));
 	BOOST_TEST(v.stop(SIGTERM) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_peer_writing_the_key_changes_nothing_for_the_next_peer)
+{
+	/*
+	 * Review-peer finding 2: on memfd_secret (no seals, every fd O_RDWR)
+	 * the vault served one memory to every peer, so peer A mapping it
+	 * writable and zeroing it gave peer B zeros (or A's own key). Each
+	 * grant is now a copy of its own; on memfd_exclusive the writable
+	 * mapping itself is refused (F_SEAL_FUTURE_WRITE).
+	 */
+	std::string key = dir / "key.pem";
+	e2e::openssl_key(key);
+	/* The 64 bytes the vault must hand out: seed (end of the PKCS#8 DER) || public key. */
+	generate({"openssl", "pkey", "-in", key, "-outform", "DER", "-out", dir / "sk.der"});
+	generate({"openssl", "pkey", "-in", key, "-pubout", "-outform", "DER", "-out",
+		  dir / "pk.der"});
+	const std::string want = last32(read_text(dir / "sk.der")) + last32(read_text(dir / "pk.der"));
+	e2e::vault v({"--key", key, "--socket", socket});
+	BOOST_REQUIRE(v.ready());
+
+	const std::size_t fds_before = open_fd_count();
+	{
+		xmem::requirements req;
+		req.size = 64;
+		xmem::channel a = xmem::channel::connect(socket);
+		xmem::received_memory ka = a.request_memory("ed25519", req);
+		std::error_code ec;
+		xmem::mapping rw = xmem::mapping::map(ka.memory, xmem::access::read_write, ec);
+		if (ka.memory.backend() == xmem::backend::exclusive) {
+			BOOST_TEST((ec == std::errc::operation_not_permitted), ec.message());
+		} else {
+			BOOST_REQUIRE_MESSAGE(!ec, "writable mapping of memfd_secret: " << ec.message());
+			std::memset(rw.data(), 0, rw.size());
+		}
+		rw.unmap();
+
+		/* A keeps its fd and connection open while B asks. */
+		xmem::channel b = xmem::channel::connect(socket);
+		xmem::received_memory kb = b.request_memory("ed25519", req);
+		xmem::mapping ro = xmem::mapping::map(kb.memory, xmem::access::read_only);
+		const std::string got(reinterpret_cast<const char *>(ro.data()), ro.size());
+		BOOST_TEST(got == want, "peer B's key differs from the key file's after peer A wrote");
+	}
+	BOOST_TEST(open_fd_count() == fds_before);
+
+	/* And a signer after both still signs with the file's key. */
+	signing s = sign_and_verify(*this, "after-writer");
+	BOOST_TEST(last32(public_key_der(*this, s.pub)) == want.substr(32));
+	BOOST_TEST(v.stop(SIGTERM) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(sign_requires_memfd_exclusive_when_asked)
+{
+	/*
+	 * Review-peer finding 5: xmem-sign took memfd_secret silently. With
+	 * --require-exclusive (the default where the kernel has
+	 * memfd_exclusive) a memfd_secret key is refused with a message naming
+	 * it; --allow-secret takes it; the two together are a usage error.
+	 */
+	std::string key = dir / "key.pem";
+	e2e::openssl_key(key);
+	e2e::vault v({"--key", key, "--socket", socket});
+	BOOST_REQUIRE(v.ready());
+	const bool secret = contains(v.log(), "(backend memfd_secret,");
+
+	signing strict = sign(*this, "strict", {"--require-exclusive"});
+	if (secret) {
+		BOOST_TEST(strict.sign.status == 1);
+		BOOST_TEST(contains(strict.sign.err,
+				    socket + ": the vault sent the key in memfd_secret memory; "
+					     "accepted: memfd_exclusive (--require-exclusive)"),
+			   strict.sign.err);
+		BOOST_TEST(!exists(strict.sig));
+	} else {
+		BOOST_TEST(strict.sign.status == 0, strict.sign.err);
+		BOOST_TEST(contains(strict.sign.err, "backend memfd_exclusive"), strict.sign.err);
+	}
+	sign_and_verify(*this, "lenient", {"--allow-secret"});
+	/* The default: memfd_secret only where the kernel has no memfd_exclusive. */
+	signing plain = sign(*this, "default");
+	BOOST_TEST(plain.sign.status == 0, plain.sign.err);
+
+	e2e::result both = e2e::run({e2e::program("XMEM_SIGN"), "--require-exclusive",
+				     "--allow-secret", "--socket=s", "--in=i", "--sig=o", "--pub=p"});
+	BOOST_TEST(both.status == 2);
+	BOOST_TEST(contains(both.err, "--require-exclusive and --allow-secret exclude each other"),
+		   both.err);
+	BOOST_TEST(v.stop(SIGTERM) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(sign_escapes_the_name_the_server_sends)
+{
+	/*
+	 * Review-peer finding 6: a server of our own uid (it passes the
+	 * SO_PEERCRED check) names its reply with terminal escapes and CR/LF;
+	 * xmem-sign printed them raw. Its stderr must hold no byte below 0x20
+	 * but '\n', and show the name escaped.
+	 */
+	const std::string evil = "\x1b[2J\x1b[31mVAULT OK\x1b]0;owned\x07\r\nxmem-sign: key verified";
+	xmem::listener l = xmem::listener::bind(socket);
+	const pid_t fake = ::fork();
+	BOOST_REQUIRE(fake >= 0);
+	if (fake == 0) {
+		/* The fake server: one reply, then wait for the client to hang up. */
+		try {
+			xmem::channel ch = l.accept();
+			xmem::message m = ch.receive();
+			ch.send_memory(xmem::memory::create("fake", 64), evil);
+			std::error_code ec;
+			(void)ch.receive(ec);
+		} catch (...) {
+			::_exit(1);
+		}
+		::_exit(0);
+	}
+	signing s = sign(*this, "evil", {"--allow-secret"});
+	::kill(fake, SIGKILL);
+	::waitpid(fake, nullptr, 0);
+	for (unsigned char c : s.sign.err)
+		BOOST_TEST((c >= 0x20 || c == '\n'), "control byte " << int(c) << " in: "
+							<< xmem_examples::escaped(s.sign.err));
+	BOOST_TEST(contains(s.sign.err, "bytes '\\x1b[2J\\x1b[31mVAULT OK\\x1b]0;owned\\x07\\x0d"
+					"\\x0axmem-sign: key verified', backend"),
+		   xmem_examples::escaped(s.sign.err));
+}
+
+BOOST_AUTO_TEST_CASE(refusals_are_rate_limited_in_the_log)
+{
+	/*
+	 * Review-peer finding 4: a uid that may not have the key wrote one log
+	 * line per connect, unbounded. 10,000 refused connects (one after the
+	 * other, each answered) may give at most 10 refusal lines and one
+	 * summary per second they took (the vault's refusal_log: burst 10 per
+	 * 1000 ms), and the summaries must account for every refusal not logged.
+	 */
+	std::string key = dir / "key.pem";
+	e2e::openssl_key(key);
+	uid_t other = ::geteuid() == 4242 ? 4243 : 4242;
+	e2e::vault v({"--key", key, "--socket", socket, "--allow-uid", std::to_string(other)});
+	BOOST_REQUIRE(v.ready());
+	const std::size_t lines_before = e2e::lines(v.log()).size();
+
+	xmem::connect_options co;
+	co.timeout = std::chrono::milliseconds(2000);
+	constexpr int connects = 10000;
+	auto refused_once = [&] {
+		std::error_code ec;
+		xmem::channel ch = xmem::channel::connect(socket, co, ec);
+		if (ec)
+			return ec;
+		(void)ch.request_memory("ed25519", {}, ec);
+		return ec;
+	};
+	int answered = 0;
+	const auto start = std::chrono::steady_clock::now();
+	for (int i = 0; i < connects; i++) {
+		const std::error_code ec = refused_once();
+		if (ec == std::errc::permission_denied)
+			answered++;
+		else
+			BOOST_TEST_MESSAGE("connect " << i << ": " << ec.message());
+		if (i % 500 == 0)
+			(void)v.log(); /* keep its stderr pipe drained */
+	}
+	BOOST_TEST(answered == connects);
+	const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(
+				     std::chrono::steady_clock::now() - start).count();
+	/* One more after the interval: it brings the last summary. */
+	std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+	BOOST_TEST((refused_once() == std::errc::permission_denied));
+	BOOST_TEST(v.stop(SIGTERM) == 0);
+
+	std::size_t logged = 0, summarised = 0, lines = 0;
+	const std::string summary = "refusals: ";
+	for (const std::string &l : e2e::lines(v.log())) {
+		if (contains(l, ": refused (uid not allowed)"))
+			logged++;
+		const std::size_t at = l.find(summary);
+		if (at != std::string::npos)
+			summarised += std::stoul(l.substr(at + summary.size()));
+		lines++;
+	}
+	lines -= lines_before;
+	BOOST_TEST_MESSAGE(lines << " lines in " << seconds << " s: " << logged
+				 << " refusals logged, " << summarised << " summarised");
+	/* Per started second 10 lines and a summary, the last refusal and its summary, SIGTERM's. */
+	const std::size_t bound = 11 * (static_cast<std::size_t>(seconds) + 1) + 3;
+	BOOST_TEST(lines <= bound, lines << " log lines for " << connects + 1 << " refusals in "
+					 << seconds << " s (at most " << bound << ")");
+	BOOST_TEST(lines < static_cast<std::size_t>(connects) / 10);
+	BOOST_TEST(logged + summarised == static_cast<std::size_t>(connects + 1),
+		   logged << " logged + " << summarised << " summarised");
+	BOOST_TEST(contains(v.log(), "not logged: uid " + std::to_string(::geteuid()) + " x"),
+		   v.log().substr(0, 2000));
 }
 
 BOOST_AUTO_TEST_CASE(request_names_are_escaped_in_the_log)

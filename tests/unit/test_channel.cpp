@@ -328,6 +328,50 @@ BOOST_AUTO_TEST_CASE(case07_wrong_file_types_are_rejected_and_closed)
 	BOOST_TEST(test::open_fd_count() == before);
 }
 
+BOOST_AUTO_TEST_CASE(memfd_secret_refused_when_the_receiver_demands_memfd_exclusive)
+{
+	/*
+	 * Review-peer finding 5: requirements could not refuse memfd_secret (no
+	 * seals, writable by any holder). accept_secret = false does, names
+	 * what came (received_memory::backend, the throwing form's message)
+	 * and closes the fd; the default still accepts it.
+	 */
+	auto [a, b] = channel::pair();
+	const std::size_t before = test::open_fd_count();
+	{
+		create_options o;
+		o.require = backend::secret;
+		memory mem = memory::create("secret", 4096, o);
+
+		requirements exclusive_only;
+		exclusive_only.accept_secret = false;
+		send_raw_memory(a, mem.fd().get(), 4096);
+		std::error_code ec;
+		received_memory r = b.receive_memory(exclusive_only, ec);
+		BOOST_TEST((ec == errc::backend_not_accepted), ec.message());
+		BOOST_TEST(!r.memory.valid());
+		BOOST_REQUIRE(r.backend.has_value());
+		BOOST_TEST((*r.backend == backend::secret));
+
+		send_raw_memory(a, mem.fd().get(), 4096);
+		try {
+			(void)b.receive_memory(exclusive_only);
+			BOOST_ERROR("memfd_secret accepted with accept_secret off");
+		} catch (const std::system_error &e) {
+			BOOST_TEST((e.code() == errc::backend_not_accepted));
+			BOOST_TEST(std::string(e.what()).find("received memfd_secret") !=
+				   std::string::npos, e.what());
+		}
+
+		send_raw_memory(a, mem.fd().get(), 4096);
+		received_memory ok = b.receive_memory({}, ec);
+		BOOST_TEST(!ec, ec.message());
+		BOOST_TEST(ok.memory.valid());
+		BOOST_TEST((ok.memory.backend() == backend::secret));
+	}
+	BOOST_TEST(test::open_fd_count() == before);
+}
+
 BOOST_AUTO_TEST_CASE(case07_unmappable_handles_and_other_non_memory_fds_are_rejected)
 {
 	auto [a, b] = channel::pair();

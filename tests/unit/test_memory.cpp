@@ -6,9 +6,13 @@
 
 #include <uapi/linux/memfd_exclusive.h>
 
+#include <cerrno>
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 using namespace xmem;
@@ -207,6 +211,94 @@ BOOST_AUTO_TEST_CASE(adopt_identifies_backends_and_rejects_the_rest)
 	m = memory();
 
 	BOOST_TEST(test::open_fd_count() == before);
+}
+
+namespace {
+
+/*
+ * In a mount namespace of its own (root: CLONE_NEWNS; else also a user
+ * namespace), @dir gets a tmpfs holding "memfd:evil (deleted)" (kept linked,
+ * st_nlink 1) and "memfd:gone" (unlinked once open, st_nlink 0); the tmpfs
+ * is then lazily unmounted, so /proc/self/fd links of both read like a
+ * memfd's ("/memfd:..."). memory::adopt must refuse both. Runs in a child;
+ * its exit status is a set of bits: 1 << i file i adopted as a memfd,
+ * 4 << i its link did not read "/memfd:", 16 an fd leaked; or 101 no
+ * namespace could be made, 100 setup failed.
+ */
+[[noreturn]] void fake_memfd_child(const std::string &dir)
+{
+	const uid_t uid = ::geteuid();
+	if (::unshare(CLONE_NEWNS) < 0) {
+		if (::unshare(CLONE_NEWUSER | CLONE_NEWNS) < 0)
+			::_exit(101);
+		const std::string map = "0 " + std::to_string(uid) + " 1";
+		int f = ::open("/proc/self/setgroups", O_WRONLY | O_CLOEXEC);
+		if (f >= 0) {
+			(void)!::write(f, "deny", 4);
+			::close(f);
+		}
+		f = ::open("/proc/self/uid_map", O_WRONLY | O_CLOEXEC);
+		if (f < 0 || ::write(f, map.data(), map.size()) < 0)
+			::_exit(101);
+		::close(f);
+	}
+	if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0 ||
+	    ::mount("tmpfs", dir.c_str(), "tmpfs", 0, "size=1m") < 0)
+		::_exit(101);
+	const char *names[] = {"memfd:evil (deleted)", "memfd:gone"};
+	int fds[2];
+	for (int i = 0; i < 2; i++) {
+		const std::string path = dir + "/" + names[i];
+		fds[i] = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		if (fds[i] < 0 || ::ftruncate(fds[i], 4096) < 0)
+			::_exit(100);
+		if (i == 1 && ::unlink(path.c_str()) < 0)
+			::_exit(100);
+	}
+	if (::umount2(dir.c_str(), MNT_DETACH) < 0)
+		::_exit(100);
+	const std::size_t before = test::open_fd_count() - 2;
+	int result = 0;
+	for (int i = 0; i < 2; i++) {
+		char link[128] = {};
+		const std::string proc = "/proc/self/fd/" + std::to_string(fds[i]);
+		if (::readlink(proc.c_str(), link, sizeof(link) - 1) < 7 ||
+		    std::string_view(link, 7) != "/memfd:")
+			result |= 4 << i;
+		std::error_code ec;
+		memory m = memory::adopt(unique_fd(fds[i]), ec);
+		if (ec != errc::wrong_file_type)
+			result |= 1 << i;
+	}
+	if (test::open_fd_count() != before)
+		result |= 16;
+	::_exit(result);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_tmpfs_file_named_like_a_memfd_is_not_adopted_as_one)
+{
+	/* Review-peer finding 7: adopt took the /proc/self/fd link's name for proof. */
+	const std::string dir = test::temp_dir();
+	const pid_t child = ::fork();
+	BOOST_REQUIRE(child >= 0);
+	if (child == 0)
+		fake_memfd_child(dir);
+	int status = 0;
+	BOOST_REQUIRE(::waitpid(child, &status, 0) == child);
+	::rmdir(dir.c_str());
+	BOOST_REQUIRE(WIFEXITED(status));
+	const int code = WEXITSTATUS(status);
+	if (code == 101 && ::geteuid() != 0) {
+		BOOST_TEST_MESSAGE("no mount namespace for this uid (no user namespaces): not run");
+		return;
+	}
+	BOOST_REQUIRE_MESSAGE(code < 100, "child setup failed: exit status " << code);
+	BOOST_TEST(!(code & 1), "a linked tmpfs file named 'memfd:evil (deleted)' was adopted");
+	BOOST_TEST(!(code & 2), "an unlinked tmpfs file named 'memfd:gone' was adopted");
+	BOOST_TEST(!(code & 12), "a link did not read like a memfd's: the test proves nothing");
+	BOOST_TEST(!(code & 16), "adopt leaked an fd");
 }
 
 BOOST_AUTO_TEST_CASE(probe_matches_the_marker)
