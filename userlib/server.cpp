@@ -25,6 +25,25 @@
 #define SO_PASSRIGHTS 83 /* include/uapi/asm-generic/socket.h, Linux 6.16 */
 #endif
 
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
+
+namespace {
+/* Bytes of our sends on @sock its peer has not taken yet (SIOCOUTQ, unix(7)); 0 on error. */
+int unread_bytes(int sock) noexcept
+{
+	int n = 0;
+	return ::ioctl(sock, SIOCOUTQ, &n) < 0 ? 0 : n;
+}
+/* Whether @sock's peer has closed its end (its queue, and our fds in it, are then gone). */
+bool hung_up(int sock) noexcept
+{
+	struct pollfd p = {sock, POLLRDHUP, 0};
+	return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLRDHUP | POLLERR));
+}
+} // namespace
+
 namespace xmem {
 
 std::string_view to_string(server_engine e) noexcept
@@ -619,6 +638,11 @@ void core::received(peer_slot &p, long res)
 		fail(p, ec, "receive");
 		return;
 	}
+	if (unread_bytes(p.sock.get()) > 0) {
+		/* A request before the last reply was taken: its fd is still in flight. */
+		fail(p, detail::errno_code(EBUSY), "request before the last reply was taken");
+		return;
+	}
 	const auto now = clock::now();
 	if (over_flood_limit(p, now)) {
 		fail(p, detail::errno_code(EBUSY), "flood", &shared_.stats.floods);
@@ -733,6 +757,17 @@ void core::begin_close(peer_slot &p)
 {
 	if (p.state == peer_state::closing || p.state == peer_state::free)
 		return;
+	if (p.state != peer_state::draining && !stopping_ && p.sock &&
+	    unread_bytes(p.sock.get()) > 0 && !hung_up(p.sock.get())) {
+		/*
+		 * Its reply (and the fd in it) is still in the peer's queue,
+		 * counted in flight against our uid until the peer takes it or
+		 * closes: the slot, and its uid's share, stay taken until then.
+		 */
+		engine->abort(p);
+		p.state = peer_state::draining;
+		return;
+	}
 	p.state = peer_state::closing;
 	engine->abort(p);
 	settle(p);
@@ -780,6 +815,12 @@ void core::sweep(clock::time_point now)
 	if (in_use_ == 0)
 		return;
 	for (peer_slot &p : slots_) {
+		if (p.state == peer_state::draining &&
+		    (unread_bytes(p.sock.get()) == 0 || hung_up(p.sock.get()))) {
+			p.state = peer_state::closing;
+			settle(p);
+			continue;
+		}
 		if ((p.state == peer_state::receiving || p.state == peer_state::sending ||
 		     p.state == peer_state::awaiting) &&
 		    now >= p.deadline) {
@@ -799,6 +840,7 @@ void core::accept_failed(int err)
 
 void core::close_all()
 {
+	stopping_ = true;
 	for (peer_slot &p : slots_)
 		begin_close(p);
 }

@@ -49,8 +49,13 @@ inline constexpr std::size_t tx_control_bytes = CMSG_SPACE(sizeof(int));
 /*
  * awaiting: the handler deferred its answer (request_context::defer); no
  * operation is in flight until the answer comes through the core's mailbox.
+ * draining: closed for the peer's misdeeds while a reply it has not taken
+ * is still in its queue (SIOCOUTQ > 0): the fd in that reply counts
+ * against this process's uid in flight (net/unix: too_many_unix_fds() compares
+ * it with RLIMIT_NOFILE), so the slot and its uid's share stay taken
+ * until the peer takes the reply or hangs up (review-peer finding 1).
  */
-enum class peer_state : std::uint8_t { free, receiving, awaiting, sending, closing };
+enum class peer_state : std::uint8_t { free, receiving, awaiting, sending, draining, closing };
 enum class op : std::uint8_t { none, receive, send };
 
 struct peer_slot {

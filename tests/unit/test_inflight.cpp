@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * A peer that never takes its replies must not starve the others
- * (review-peer finding 1). KNOWN TO FAIL: registered in meson with
- * should_fail, so the suite reports it as an expected failure until the
- * server is fixed; then meson reports an unexpected pass and the mark goes.
+ * (review-peer finding 1). It failed before the server refused requests
+ * sent before the last reply was taken and kept a closed peer's slot while
+ * its reply is unread (userlib/server.cpp, peer_state::draining).
  *
  * Each memory reply carries one fd by SCM_RIGHTS. While the message sits
  * unread in the peer's receive queue the kernel counts that fd as in flight
