@@ -4,6 +4,7 @@
 #include "announce.hpp"
 #include "cmsg.hpp"
 #include "requirements.hpp"
+#include "unix_socket.hpp"
 
 #include <xmem/error.hpp>
 
@@ -208,22 +209,25 @@ received_memory verify_memory(unique_fd fd, const wire::header &h, const require
 	return out;
 }
 
-channel channel::adopt(unique_fd fd, std::error_code &ec) noexcept
+std::error_code detail::check_unix_seqpacket(int fd) noexcept
 {
-	ec.clear();
 	int type = 0, domain = 0;
 	socklen_t len = sizeof(type);
-	if (::getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &len) < 0) {
-		ec = errno == ENOTSOCK ? make_error_code(errc::not_seqpacket)
-				       : detail::errno_code(errno);
-		return {};
-	}
+	if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+		return errno == ENOTSOCK ? make_error_code(errc::not_seqpacket)
+					 : detail::errno_code(errno);
 	len = sizeof(domain);
-	if (::getsockopt(fd.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
-	    type != SOCK_SEQPACKET || domain != AF_UNIX) {
-		ec = errc::not_seqpacket;
+	if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
+	    type != SOCK_SEQPACKET || domain != AF_UNIX)
+		return make_error_code(errc::not_seqpacket);
+	return {};
+}
+
+channel channel::adopt(unique_fd fd, std::error_code &ec) noexcept
+{
+	ec = detail::check_unix_seqpacket(fd.get());
+	if (ec)
 		return {};
-	}
 	return channel(std::move(fd));
 }
 

@@ -7,6 +7,7 @@
 #include <xmem/channel.hpp>
 
 #include "requirements.hpp"
+#include "unix_socket.hpp"
 #include <xmem/error.hpp>
 
 #include <cerrno>
@@ -166,21 +167,11 @@ received_memory channel::request_memory(std::string_view name, const requirement
 
 listener listener::adopt(unique_fd fd, std::error_code &ec) noexcept
 {
-	ec.clear();
-	int type = 0, domain = 0, listening = 0;
-	socklen_t len = sizeof(type);
-	if (::getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &len) < 0) {
-		ec = errno == ENOTSOCK ? make_error_code(errc::not_seqpacket)
-				       : detail::errno_code(errno);
+	ec = detail::check_unix_seqpacket(fd.get());
+	if (ec)
 		return {};
-	}
-	len = sizeof(domain);
-	if (::getsockopt(fd.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
-	    type != SOCK_SEQPACKET || domain != AF_UNIX) {
-		ec = errc::not_seqpacket;
-		return {};
-	}
-	len = sizeof(listening);
+	int listening = 0;
+	socklen_t len = sizeof(listening);
 	if (::getsockopt(fd.get(), SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening) {
 		ec = detail::errno_code(EINVAL);
 		return {};
