@@ -905,13 +905,11 @@ TEST(rlimit_memlock_mmap)
 	EXPECT_EQ(0, WEXITSTATUS(status));
 }
 
-/* Writes @val to @dir/@name; 0 or -errno. */
-static int cg_write(const char *dir, const char *name, const char *val)
+/* Writes @val to @path; 0 or -errno. */
+static int sysfs_write_path(const char *path, const char *val)
 {
-	char path[PATH_MAX];
 	int fd, ret = 0;
 
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
 	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -919,6 +917,15 @@ static int cg_write(const char *dir, const char *name, const char *val)
 		ret = -errno;
 	close(fd);
 	return ret;
+}
+
+/* Writes @val to @dir/@name; 0 or -errno. */
+static int cg_write(const char *dir, const char *name, const char *val)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return sysfs_write_path(path, val);
 }
 
 /* The value of key @key in @dir/memory.events, -1 on error. */
@@ -1003,16 +1010,9 @@ TEST(memcg_limit)
 static int sysfs_write(const char *name, const char *val)
 {
 	char path[PATH_MAX];
-	int fd, ret = 0;
 
 	snprintf(path, sizeof(path), "%s/%s", MEMFD_EXCLUSIVE_SYSFS_DIR, name);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (write(fd, val, strlen(val)) < 0)
-		ret = -errno;
-	close(fd);
-	return ret;
+	return sysfs_write_path(path, val);
 }
 
 /* The physical frame behind @p (root only: /proc/self/pagemap), 0 if none. */
@@ -1148,8 +1148,16 @@ TEST(devmem_older_mapping_and_write)
 	/* Give every free pageblock back, and put the mark back after. */
 	snprintf(hw, sizeof(hw), "%ld", sysfs_read("pool_high_water_kb"));
 	ASSERT_EQ(0, sysfs_write("pool_high_water_kb", "0"));
-	for (i = 0; i < 100 && sysfs_read("pool_blocks"); i++)
+	/*
+	 * Pages of earlier tests' files can still be held by per-CPU LRU batches
+	 * (their files are gone); compact_memory drains them (lru_add_drain_all()).
+	 * Up to 60 s: the debug kernel under TCG is slow.
+	 */
+	for (i = 0; i < 600 && sysfs_read("pool_blocks"); i++) {
+		if (i % 50 == 0)
+			sysfs_write_path("/proc/sys/vm/compact_memory", "1");
 		usleep(100000);
+	}
 	if (sysfs_read("pool_blocks"))
 		bad = "pageblocks still out of the direct map: is a file open?";
 	else
