@@ -37,7 +37,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../../include/uapi/linux/memfd_exclusive.h"
+#include "vmtest.h"
 
 #define SYSFS "/sys/kernel/mm/memfd_exclusive/"
 #define FILE_BYTES (64UL << 20)
@@ -50,21 +50,6 @@ static void fail(const char *what)
 {
 	printf("pool_exhausted: FAIL: %s\n", what);
 	exit(1);
-}
-
-static long meminfo_kb(const char *key)
-{
-	char line[256];
-	long v = -1;
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	if (!f)
-		fail("cannot read /proc/meminfo");
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, strlen(key)))
-			v = atol(line + strlen(key));
-	fclose(f);
-	return v;
 }
 
 static long sysfs_long(const char *name)
@@ -82,11 +67,10 @@ static long sysfs_long(const char *name)
 	return v;
 }
 
+/* vt_write_file(), failing the test on error. */
 static void write_file(const char *path, const char *val)
 {
-	FILE *f = fopen(path, "w");
-
-	if (!f || fputs(val, f) < 0 || fclose(f))
+	if (vt_write_file(path, val))
 		fail(path);
 }
 
@@ -136,7 +120,7 @@ static void hog(long free_kb, int ready_fd)
 
 	if (!chunks || !seen || pagemap < 0)
 		_exit(2);
-	while (meminfo_kb("MemFree:") > free_kb && n < cap) {
+	while (vt_meminfo_kb("MemFree") > free_kb && n < cap) {
 		char *p = mmap(NULL, CHUNK, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_LOCKED | MAP_POPULATE, -1, 0);
 
@@ -159,7 +143,7 @@ static void hog(long free_kb, int ready_fd)
 			munmap(a, page_size);
 		}
 	}
-	printf("pool_exhausted: hog: %zu MiB filled, MemFree now %ld kB\n", n, meminfo_kb("MemFree:"));
+	printf("pool_exhausted: hog: %zu MiB filled, MemFree now %ld kB\n", n, vt_meminfo_kb("MemFree"));
 	fflush(stdout);
 	if (write(ready_fd, "r", 1) != 1)
 		_exit(4);
@@ -235,7 +219,7 @@ int main(int argc, char **argv)
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	page_size = sysconf(_SC_PAGESIZE);
-	if (access(SYSFS, F_OK))
+	if (!vt_have_exclusive())
 		fail("no " SYSFS ": the test kernel lacks memfd_exclusive");
 	if (setrlimit(RLIMIT_MEMLOCK, &rl))
 		fail("setrlimit(RLIMIT_MEMLOCK, unlimited)");
@@ -258,7 +242,7 @@ int main(int argc, char **argv)
 
 	blocks = free_pageblocks();
 	printf("pool_exhausted: %ld kB free, %ld free blocks of order >= %d, pool_blocks %ld\n",
-	       meminfo_kb("MemFree:"), blocks, PAGEBLOCK_ORDER, sysfs_long("pool_blocks"));
+	       vt_meminfo_kb("MemFree"), blocks, PAGEBLOCK_ORDER, sysfs_long("pool_blocks"));
 	/* Fewer free blocks than the file needs: its faults must run out. */
 	if (blocks << PAGEBLOCK_ORDER >= (long)(FILE_BYTES / page_size))
 		fail("the hog left as many free pageblocks as the file needs: nothing would be exhausted");
