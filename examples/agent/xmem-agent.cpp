@@ -54,6 +54,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -938,6 +939,12 @@ int agent_main(int argc, char **argv)
 		return 1;
 	}
 	std::signal(SIGPIPE, SIG_IGN);
+	/*
+	 * As ssh-agent (platform_disable_tracing()): no core dumps, and no
+	 * ptrace or /proc/PID/mem from other processes of our uid.
+	 */
+	if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		log(std::string("prctl PR_SET_DUMPABLE: ") + std::strerror(errno));
 
 	bound_socket sock;
 	try {
