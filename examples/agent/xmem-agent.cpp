@@ -356,9 +356,14 @@ std::vector<std::byte> agent::handle_add(client &c, bytes body)
 	mine.set_timeout(parser_timeout);
 
 	std::vector<std::byte> reply = encode_status(false);
-	mine.send_memory(c.large.mem, "add");
-	c.large.map.unmap();	/* the parser reads it; we wipe it below */
-	xmem::message m = mine.receive(ec);
+	xmem::message m;
+	try {
+		mine.send_memory(c.large.mem, "add");
+		c.large.map.unmap();	/* the parser reads it; read_some() wipes it after */
+		m = mine.receive(ec);
+	} catch (const std::system_error &e) {
+		ec = e.code();	/* the parser went before it took the request */
+	}
 	if (ec) {
 		log(what + ": no answer from the parser (" + ec.message() + ")");
 	} else if (m.header.kind == xmem::wire::kind::error) {
