@@ -54,6 +54,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -355,9 +356,14 @@ std::vector<std::byte> agent::handle_add(client &c, bytes body)
 	mine.set_timeout(parser_timeout);
 
 	std::vector<std::byte> reply = encode_status(false);
-	mine.send_memory(c.large.mem, "add");
-	c.large.map.unmap();	/* the parser reads it; we wipe it below */
-	xmem::message m = mine.receive(ec);
+	xmem::message m;
+	try {
+		mine.send_memory(c.large.mem, "add");
+		c.large.map.unmap();	/* the parser reads it; read_some() wipes it after */
+		m = mine.receive(ec);
+	} catch (const std::system_error &e) {
+		ec = e.code();	/* the parser went before it took the request */
+	}
 	if (ec) {
 		log(what + ": no answer from the parser (" + ec.message() + ")");
 	} else if (m.header.kind == xmem::wire::kind::error) {
@@ -938,6 +944,12 @@ int agent_main(int argc, char **argv)
 		return 1;
 	}
 	std::signal(SIGPIPE, SIG_IGN);
+	/*
+	 * As ssh-agent (platform_disable_tracing()): no core dumps, and no
+	 * ptrace or /proc/PID/mem from other processes of our uid.
+	 */
+	if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		log(std::string("prctl PR_SET_DUMPABLE: ") + std::strerror(errno));
 
 	bound_socket sock;
 	try {
