@@ -21,6 +21,8 @@
 #include <variant>
 
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 namespace xmem::agent {
@@ -62,7 +64,7 @@ bool hook_matches(const parser_hook &hook, const char *kind, bytes comment)
 }
 
 /* Decodes @body and answers with the key or a refusal. */
-void answer(channel &ch, bytes body, const parser_hook &hook)
+void answer(channel &ch, bytes body, const parser_hook &hook, int request_fd)
 {
 	add_identity add;
 	try {
@@ -82,6 +84,26 @@ void answer(channel &ch, bytes body, const parser_hook &hook)
 	if (hook_matches(hook, "crash", add.comment)) {
 		log("test hook: crashing");
 		std::abort();
+	}
+	if (hook_matches(hook, "fds", add.comment)) {
+		/* Every fd the parser holds, in the sandbox (fstat only). */
+		for (int fd = 0; fd < 1024; fd++) {
+			struct stat st{};
+			if (::fstat(fd, &st) < 0)
+				continue;
+			std::string kind;
+			if (fd == ch.fd().get())
+				kind = "its channel";
+			else if (fd == request_fd)
+				kind = "its request's memory";
+			else if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3))
+				kind = "/dev/null";
+			else if (S_ISFIFO(st.st_mode))
+				kind = "a pipe";
+			else
+				kind = "other (mode " + std::to_string(st.st_mode) + ")";
+			log("test hook: fd " + std::to_string(fd) + ": " + kind);
+		}
 	}
 	if (hook_matches(hook, "hang", add.comment)) {
 		log("test hook: hanging");
@@ -166,7 +188,7 @@ int run_parser(int fd, const parser_hook &hook)
 			throw std::runtime_error("message memory of " + std::to_string(got.size) +
 						 " bytes from the signer");
 		mapping view = mapping::map(got.memory, access::read_only);
-		answer(ch, view.bytes(), hook);
+		answer(ch, view.bytes(), hook, got.memory.fd().get());
 	} catch (const std::exception &e) {
 		log(e.what());
 		refuse(ch, EIO, parse_refusal::internal);

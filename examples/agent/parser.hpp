@@ -17,7 +17,8 @@ namespace xmem::agent {
 /*
  * Test hooks of the parser (xmem-agent --test-parser-hook=KIND:ARG), for
  * tests/agent only: "crash:COMMENT" aborts (SIGABRT) on a key whose
- * comment is COMMENT; "hang:COMMENT" never answers one; "open:PATH" tries
+ * comment is COMMENT; "hang:COMMENT" never answers one; "fds:COMMENT"
+ * logs every fd it holds (in the sandbox) for one; "open:PATH" tries
  * to open PATH after entering the sandbox and logs whether it was denied.
  */
 struct parser_hook {
@@ -29,7 +30,9 @@ struct parser_hook {
  * The parser's main: @fd is its channel to the signer (AF_UNIX
  * SOCK_SEQPACKET). Returns the exit status: 0 when it answered (a key or
  * a refusal), 1 when it could not (sandbox failed, channel broken).
- * Writes what it refused and why to stderr ("xmem-agent[parser]: ...").
+ * Writes what it refused and why to stderr ("xmem-agent[parser]: ..."),
+ * a pipe the signer copies to its own stderr; stdin and stdout are
+ * /dev/null.
  */
 int run_parser(int fd, const parser_hook &hook);
 

@@ -55,6 +55,7 @@
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -87,16 +88,35 @@ constexpr const char *usage_text =
 	"  -t LIFE    default lifetime of added keys (seconds, or 1h30m as sshd_config(5))\n"
 	"  --help     this text; --version the version\n";
 
-/* Clients connected at once; more are closed at accept (logged). */
+/* Clients connected at once, at most; fewer when RLIMIT_NOFILE is low (fd_reserve). */
 constexpr std::size_t max_clients = 1024;
 /* Keys held at once; more ADD requests get FAILURE. */
 constexpr std::size_t max_keys = 256;
 /* Bodies up to this many bytes go to the client's own page of exclusive memory. */
 constexpr std::size_t small_body = 4096;
-/* Bytes of replies a client may leave unread before it is no longer read from. */
-constexpr std::size_t max_output = 1 << 20;
-/* How long a parser may take for one key. */
+/*
+ * A larger body (and every ADD body) gets a region of its own, at first
+ * of at most this many bytes; it doubles as the bytes arrive, so memory
+ * held for a half-sent message is at most twice what was sent plus this.
+ */
+constexpr std::size_t first_region = 16384;
+/* Exclusive memory for regions of bodies being received, all clients / one uid. */
+constexpr std::size_t body_budget = 4 << 20;
+constexpr std::size_t uid_body_budget = 3 << 20;
+/* A started message must be complete within this (slow loris). */
+constexpr auto message_deadline = 10000ms;
+/* A client leaving a reply unread (no byte taken) this long is closed. */
+constexpr auto unread_deadline = 30000ms;
+/* How long a parser may take for one key, and then to exit. */
 constexpr auto parser_timeout = 5000ms;
+constexpr auto parser_exit_timeout = 1000ms;
+/* Parsers running at once; an ADD beyond them gets FAILURE. */
+constexpr std::size_t max_parsers = 4;
+/* fds kept out of the clients' share: stdio, listener, epoll, signals, parsers. */
+constexpr std::size_t fd_reserve = 16 + 4 * max_parsers;
+/* Failed UNLOCKs: the reply waits 100 ms x failures (at most 100), as OpenSSH. */
+constexpr auto unlock_delay_step = 100ms;
+constexpr unsigned max_unlock_failures = 100;
 
 struct options {
 	std::string socket;
@@ -106,6 +126,8 @@ struct options {
 	int shell = 0;	/* 0: from $SHELL, 1: sh, 2: csh */
 	std::optional<std::uint32_t> lifetime;
 	parser_hook hook;
+	/* --test-deadline=MS (tests/agent): message_deadline and unread_deadline. */
+	std::optional<std::chrono::milliseconds> test_deadline;
 };
 
 bool debug_log = false;
@@ -174,11 +196,14 @@ std::uint32_t parse_lifetime(const std::string &text)
 	return static_cast<std::uint32_t>(total);
 }
 
-/* A key the signer holds: its page of exclusive memory, mapped, and what is public. */
+/*
+ * A key the signer holds: its page of exclusive memory, mapped, and what
+ * is public. The memory's fd is closed here: the mapping keeps it alive.
+ */
 class key_entry
 {
 public:
-	key_entry(xmem::memory mem, xmem::mapping map) : mem_(std::move(mem)), map_(std::move(map))
+	key_entry(xmem::memory /* closed on return */, xmem::mapping map) : map_(std::move(map))
 	{
 		const key_record &r = record();
 		blob_ = ed25519_key_blob(bytes(reinterpret_cast<const std::byte *>(r.public_key),
@@ -203,30 +228,40 @@ public:
 		if (map_.valid())
 			sodium_memzero(map_.data(), map_.size());
 		map_.unmap();
-		mem_ = xmem::memory();
 	}
 
 	std::optional<steady::time_point> expiry;
 
 private:
-	xmem::memory mem_;
 	xmem::mapping map_;
 	std::vector<std::byte> blob_;
 	std::vector<std::byte> comment_;
 };
 
-/* Exclusive memory to receive one body into. */
+/*
+ * Exclusive memory to receive one body into. Its fd is kept only while
+ * something needs it (an ADD body, sent to the parser); otherwise the
+ * mapping alone keeps the memory alive.
+ */
 struct body_buffer {
 	xmem::memory mem;
 	xmem::mapping map;
+	std::size_t charged = 0;	/* bytes counted against the body budget */
 };
 
-body_buffer make_buffer(const char *name, std::size_t size)
+body_buffer make_buffer(const char *name, std::size_t size, bool keep_fd)
 {
 	body_buffer b;
-	b.mem = xmem::memory::create(name, size);
-	b.map = xmem::mapping::map(b.mem, xmem::access::read_write);
+	xmem::memory mem = xmem::memory::create(name, size);
+	b.map = xmem::mapping::map(mem, xmem::access::read_write);
+	if (keep_fd)
+		b.mem = std::move(mem);
 	return b;
+}
+
+std::size_t page_round(std::size_t n)
+{
+	return (n + 4095) & ~std::size_t(4095);
 }
 
 struct client {
@@ -240,44 +275,96 @@ struct client {
 	body_buffer large;			/* the body when it is not in @small */
 	std::byte *body = nullptr;		/* where this body is received */
 	std::size_t body_got = 0;
+	std::optional<steady::time_point> message_by;	/* a started message must be whole by then */
 	std::vector<std::byte> out;		/* replies (public data only) */
 	std::size_t out_off = 0;
-	bool want_write = false;
+	steady::time_point out_moved{};		/* when a byte of @out was last taken */
+	/* A reply is pending: a parser runs for it, or a failed UNLOCK waits. Not read meanwhile. */
+	bool busy = false;
+	std::optional<steady::time_point> reply_at;	/* the failed UNLOCK's FAILURE is sent then */
 };
+
+/* A parser at work on one client's ADD request (its fds are in the epoll set). */
+struct parser_run {
+	std::uint64_t client = 0;
+	std::string what;			/* the request's name, for the log */
+	pid_t pid = -1;
+	xmem::channel channel;			/* until it answers */
+	xmem::unique_fd pidfd;			/* readable when it has exited */
+	xmem::unique_fd errors;			/* its stderr (a pipe): its log lines */
+	steady::time_point deadline;		/* to answer, then to exit */
+	bool answered = false;
+};
+
+/* epoll data: (id << 2) | what. Listener and signals are ids 0 and 1. */
+enum : std::uint64_t { ev_client = 0, ev_parser_channel = 1, ev_parser_exit = 2, ev_parser_errors = 3 };
 
 class agent
 {
 public:
-	agent(options opts, xmem::unique_fd listen_fd) : opts_(std::move(opts)), listen_(std::move(listen_fd)) {}
+	agent(options opts, xmem::unique_fd listen_fd) : opts_(std::move(opts)), listen_(std::move(listen_fd))
+	{
+		if (opts_.test_deadline)
+			message_deadline_ = unread_deadline_ = *opts_.test_deadline;
+	}
 
 	int run();
 
 private:
 	void on_accept();
 	void on_client(client &c, std::uint32_t events);
-	bool read_some(client &c);	/* false: close it */
+	bool read_message(client &c);	/* false: close it */
 	bool flush(client &c);		/* false: close it */
+	void queue_reply(client &c, const std::vector<std::byte> &reply);
 	void update_events(client &c);
 	void close_client(std::uint64_t id, const std::string &why);
-	std::vector<std::byte> handle(client &c, bytes body);
-	std::vector<std::byte> handle_add(client &c, bytes body);
-	std::vector<std::byte> handle_lock(const lock_request &l);
+	bool reserve_body(client &c, body_buffer &b, std::size_t size);
+	void release_body(client &c, body_buffer &b);
+	bool grow_large(client &c);
+	void wipe_large(client &c);
+	std::optional<std::vector<std::byte>> handle(client &c, bytes body);
+	std::optional<std::vector<std::byte>> start_add(client &c, bytes body);
+	void on_parser(std::uint64_t id, std::uint64_t what);
+	std::vector<std::byte> adopt_key(parser_run &p, xmem::message &m);
+	void finish_parser(std::uint64_t id, const std::vector<std::byte> &reply);
+	void reap_parser(std::uint64_t id, bool kill);
+	void drain_errors(parser_run &p);
+	std::optional<std::vector<std::byte>> handle_lock(client &c, const lock_request &l);
+	void on_timers();
 	void expire();
 	int next_timeout_ms() const;
 	key_entry *find(bytes blob);
 	void remove_key(std::list<key_entry>::iterator it, const char *why);
+	void watch(int fd, std::uint64_t id, std::uint64_t what, std::uint32_t events);
 
 	options opts_;
 	xmem::unique_fd listen_;
 	xmem::unique_fd epoll_;
 	xmem::unique_fd signals_;
 	std::map<std::uint64_t, std::unique_ptr<client>> clients_;
+	std::map<std::uint64_t, parser_run> parsers_;
 	std::uint64_t next_id_ = 2;	/* 0: the listener, 1: the signal fd */
+	std::size_t client_limit_ = max_clients;
 	std::list<key_entry> keys_;
 	/* Lock: salt (16) || BLAKE2b-256 of the passphrase keyed with it (32). */
 	body_buffer lock_;
 	bool locked_ = false;
+	unsigned unlock_failures_ = 0;
+	steady::time_point unlock_refused_until_{};
+	std::size_t body_used_ = 0;
+	std::map<uid_t, std::size_t> uid_body_used_;
+	std::chrono::milliseconds message_deadline_ = message_deadline;
+	std::chrono::milliseconds unread_deadline_ = unread_deadline;
 };
+
+void agent::watch(int fd, std::uint64_t id, std::uint64_t what, std::uint32_t events)
+{
+	struct epoll_event ev{};
+	ev.events = events;
+	ev.data.u64 = (id << 2) | what;
+	if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0)
+		throw std::system_error(errno, std::generic_category(), "epoll_ctl");
+}
 
 key_entry *agent::find(bytes blob)
 {
@@ -308,9 +395,23 @@ void agent::expire()
 int agent::next_timeout_ms() const
 {
 	std::optional<steady::time_point> first;
+	auto consider = [&first](steady::time_point t) {
+		if (!first || t < *first)
+			first = t;
+	};
 	for (const key_entry &k : keys_)
-		if (k.expiry && (!first || *k.expiry < *first))
-			first = k.expiry;
+		if (k.expiry)
+			consider(*k.expiry);
+	for (const auto &[id, p] : parsers_)
+		consider(p.deadline);
+	for (const auto &[id, c] : clients_) {
+		if (c->message_by)
+			consider(*c->message_by);
+		if (c->reply_at)
+			consider(*c->reply_at);
+		if (c->out_off < c->out.size())
+			consider(c->out_moved + unread_deadline_);
+	}
 	if (!first)
 		return -1;
 	const auto left = std::chrono::ceil<std::chrono::milliseconds>(*first - steady::now());
@@ -318,30 +419,113 @@ int agent::next_timeout_ms() const
 }
 
 /*
- * Hands the ADD body in @c.large (its own exclusive memory) to a fresh
- * parser and adopts the key it returns. Runs on the event loop: other
- * clients wait for it (one parser start, a few milliseconds; at most
- * parser_timeout).
+ * Makes @b, @size bytes for @c's body. A region (not a client's own page,
+ * which the client limit bounds) is counted, page-rounded, against the
+ * budgets; when they are spent the message is refused (false: close it).
  */
-std::vector<std::byte> agent::handle_add(client &c, bytes body)
+bool agent::reserve_body(client &c, body_buffer &b, std::size_t size)
+{
+	const bool region = &b != &c.small;
+	const std::size_t need = region ? page_round(size) : 0;
+	const uid_t uid = c.cred.uid;
+	if (body_used_ + need > body_budget || uid_body_used_[uid] + need > uid_body_budget) {
+		log("client " + std::to_string(c.id) + ": refused a " + std::to_string(c.length) +
+		    "-byte message: the body memory budget is spent (" + std::to_string(body_used_) +
+		    " of " + std::to_string(body_budget) + " bytes in use, " +
+		    std::to_string(uid_body_used_[uid]) + " of " + std::to_string(uid_body_budget) +
+		    " by uid " + std::to_string(uid) + ")");
+		return false;
+	}
+	const std::uint8_t type = c.header[4];
+	const bool add = type == msg::add_identity || type == msg::add_id_constrained;
+	try {
+		b = make_buffer(!region ? "xmem-agent-client" : add ? "xmem-agent-add" : "xmem-agent-message",
+				size, add && region);
+	} catch (const std::exception &e) {
+		log("client " + std::to_string(c.id) + ": no exclusive memory for a " +
+		    std::to_string(c.length) + "-byte message: " + e.what());
+		return false;
+	}
+	b.charged = need;
+	body_used_ += need;
+	uid_body_used_[uid] += need;
+	return true;
+}
+
+void agent::release_body(client &c, body_buffer &b)
+{
+	if (b.map.valid())
+		sodium_memzero(b.map.data(), b.map.size());
+	body_used_ -= b.charged;
+	uid_body_used_[c.cred.uid] -= b.charged;
+	b = body_buffer();
+}
+
+/* @c.large is full but the body is not: a region twice as large (or of the whole body). */
+bool agent::grow_large(client &c)
+{
+	const std::size_t size = std::min<std::size_t>(c.length, 2 * c.large.map.size());
+	body_buffer bigger;
+	if (!reserve_body(c, bigger, size))
+		return false;
+	std::memcpy(bigger.map.data(), c.large.map.data(), c.body_got);
+	release_body(c, c.large);
+	c.large = std::move(bigger);
+	c.body = c.large.map.data();
+	return true;
+}
+
+/* Wipes and lets go the body region (an ADD's is unmapped while a parser reads it). */
+void agent::wipe_large(client &c)
+{
+	if (c.large.mem.valid() && !c.large.map.valid()) {
+		std::error_code ec;
+		c.large.map = xmem::mapping::map(c.large.mem, xmem::access::read_write, ec);
+	}
+	release_body(c, c.large);
+}
+
+/*
+ * Hands the ADD body in @c.large (its own exclusive memory) to a fresh
+ * parser; the reply comes when it answers (on_parser), and the loop
+ * serves the other clients meanwhile.
+ */
+std::optional<std::vector<std::byte>> agent::start_add(client &c, bytes body)
 {
 	const std::string what = message_name(std::to_integer<std::uint8_t>(body[0]));
 	if (keys_.size() >= max_keys) {
 		log(what + ": refused, " + std::to_string(max_keys) + " keys held already");
 		return encode_status(false);
 	}
-	std::error_code ec;
+	if (parsers_.size() >= max_parsers) {
+		log(what + ": refused, " + std::to_string(max_parsers) + " parsers running already");
+		return encode_status(false);
+	}
 	auto [mine, theirs] = xmem::channel::pair();
+	/* The parser's stderr: a pipe whose lines the signer logs. */
+	int errpipe[2];
+	if (::pipe2(errpipe, O_CLOEXEC) < 0) {
+		log(what + ": pipe: " + std::strerror(errno));
+		return encode_status(false);
+	}
+	xmem::unique_fd err_read(errpipe[0]), err_write(errpipe[1]);
 	const pid_t pid = ::fork();
 	if (pid < 0) {
 		log(what + ": fork: " + std::strerror(errno));
 		return encode_status(false);
 	}
 	if (pid == 0) {
-		/* The child: nothing of the signer's but the channel survives exec. */
+		/*
+		 * The child: nothing of the signer's but the channel survives
+		 * exec; stdin and stdout are /dev/null, stderr the pipe.
+		 */
 		sigset_t none;
 		sigemptyset(&none);
 		::sigprocmask(SIG_SETMASK, &none, nullptr);
+		const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null < 0 || ::dup2(null, 0) < 0 || ::dup2(null, 1) < 0 ||
+		    ::dup2(err_write.get(), 2) < 0)
+			::_exit(127);
 		const int fd = theirs.fd().get();
 		::fcntl(fd, F_SETFD, 0);
 		const std::string fdarg = std::to_string(fd);
@@ -353,20 +537,58 @@ std::vector<std::byte> agent::handle_add(client &c, bytes body)
 		::_exit(127);
 	}
 	theirs = xmem::channel();
-	mine.set_timeout(parser_timeout);
+	err_write.reset();
+	(void)::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
 
-	std::vector<std::byte> reply = encode_status(false);
-	xmem::message m;
+	const std::uint64_t id = next_id_++;
+	parser_run &p = parsers_[id];
+	p.client = c.id;
+	p.what = what;
+	p.pid = pid;
+	p.pidfd = xmem::unique_fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+	p.errors = std::move(err_read);
+	p.deadline = steady::now() + parser_timeout;
 	try {
 		mine.send_memory(c.large.mem, "add");
-		c.large.map.unmap();	/* the parser reads it; read_some() wipes it after */
-		m = mine.receive(ec);
+		c.large.map.unmap();	/* the parser reads it; finish_parser() wipes it after */
 	} catch (const std::system_error &e) {
-		ec = e.code();	/* the parser went before it took the request */
+		/* The parser went before it took the request: reaped, FAILURE. */
+		log(what + ": no answer from the parser (" + e.code().message() + ")");
+		parsers_.erase(id);
+		::kill(pid, SIGKILL);
+		int st;
+		::waitpid(pid, &st, 0);
+		return encode_status(false);
 	}
-	if (ec) {
-		log(what + ": no answer from the parser (" + ec.message() + ")");
-	} else if (m.header.kind == xmem::wire::kind::error) {
+	p.channel = std::move(mine);
+	watch(p.channel.fd().get(), id, ev_parser_channel, EPOLLIN);
+	watch(p.errors.get(), id, ev_parser_errors, EPOLLIN);
+	c.busy = true;
+	return std::nullopt;
+}
+
+void agent::drain_errors(parser_run &p)
+{
+	char buf[4096];
+	for (;;) {
+		const ssize_t n = p.errors ? ::read(p.errors.get(), buf, sizeof(buf)) : 0;
+		if (n <= 0) {
+			if (n == 0 && p.errors) {
+				::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, p.errors.get(), nullptr);
+				p.errors.reset();
+			}
+			return;
+		}
+		(void)!::write(2, buf, static_cast<std::size_t>(n));
+	}
+}
+
+std::vector<std::byte> agent::adopt_key(parser_run &p, xmem::message &m)
+{
+	const std::string &what = p.what;
+	std::vector<std::byte> reply = encode_status(false);
+	std::error_code ec;
+	if (m.header.kind == xmem::wire::kind::error) {
 		if (m.header.name == parse_refusal::confirm)
 			log(what + ": refused: the confirm constraint is not supported "
 			    "(xmem-agent has no way to ask the user)");
@@ -395,14 +617,21 @@ std::vector<std::byte> agent::handle_add(client &c, bytes body)
 			sodium_memzero(map.data(), map.size());
 			log(what + ": the parser's key record is malformed");
 		} else {
+			/*
+			 * As OpenSSH (parse_key_constraints: death = now +
+			 * seconds): a lifetime constraint, 0 included, replaces
+			 * -t; a lifetime of 0 expires the key at once, before
+			 * any use of it.
+			 */
 			std::optional<std::uint32_t> life;
 			if (rec->flags & key_record_has_lifetime)
 				life = rec->lifetime;
 			else
 				life = opts_.lifetime;
+			const auto backend = got.backend.value_or(xmem::backend::ordinary);
 			keys_.emplace_back(std::move(got.memory), std::move(map));
 			key_entry &k = keys_.back();
-			if (life && *life > 0)
+			if (life)
 				k.expiry = steady::now() + std::chrono::seconds(*life);
 			for (auto it = keys_.begin(); it != std::prev(keys_.end()); ++it) {
 				if (std::equal(it->blob().begin(), it->blob().end(),
@@ -412,37 +641,93 @@ std::vector<std::byte> agent::handle_add(client &c, bytes body)
 				}
 			}
 			log(what + ": added Ed25519 key '" + printable(k.comment()) + "'" +
-			    (life && *life ? " for " + std::to_string(*life) + " s" : "") +
-			    " in " + std::string(xmem::to_string(got.backend.value_or(xmem::backend::ordinary))));
+			    (life ? " for " + std::to_string(*life) + " s" : "") +
+			    " in " + std::string(xmem::to_string(backend)));
 			reply = encode_status(true);
 		}
 	} else {
 		log(what + ": unexpected answer from the parser");
 	}
-	mine = xmem::channel();
-
-	/* Reap it: it exits once it has answered; one that does not is killed. */
-	int status = 0;
-	xmem::unique_fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-	if (pidfd) {
-		struct pollfd p = {pidfd.get(), POLLIN, 0};
-		(void)::poll(&p, 1, 1000);
-	}
-	pid_t r = ::waitpid(pid, &status, WNOHANG);
-	if (r == 0) {
-		log(what + ": the parser did not exit; killed");
-		::kill(pid, SIGKILL);
-		r = ::waitpid(pid, &status, 0);
-	}
-	if (r == pid && WIFSIGNALED(status))
-		log(what + ": the parser died of signal " + std::to_string(WTERMSIG(status)) +
-		    " (" + strsignal(WTERMSIG(status)) + "); only this request failed");
-	else if (r == pid && WIFEXITED(status) && WEXITSTATUS(status) != 0)
-		log(what + ": the parser exited with status " + std::to_string(WEXITSTATUS(status)));
 	return reply;
 }
 
-std::vector<std::byte> agent::handle_lock(const lock_request &l)
+/* The parser answered (or will not): the client gets @reply and is read again. */
+void agent::finish_parser(std::uint64_t id, const std::vector<std::byte> &reply)
+{
+	parser_run &p = parsers_.at(id);
+	p.answered = true;
+	if (p.channel.valid()) {
+		::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, p.channel.fd().get(), nullptr);
+		p.channel = xmem::channel();
+	}
+	p.deadline = steady::now() + parser_exit_timeout;
+	if (p.pidfd)
+		watch(p.pidfd.get(), id, ev_parser_exit, EPOLLIN);
+	auto it = clients_.find(p.client);
+	if (it == clients_.end())
+		return;	/* it left meanwhile */
+	client &c = *it->second;
+	wipe_large(c);
+	c.busy = false;
+	queue_reply(c, reply);
+	if (!flush(c)) {
+		close_client(c.id, "");
+		return;
+	}
+	update_events(c);
+}
+
+/* Reaps a parser that answered: it exits; one that does not is killed. */
+void agent::reap_parser(std::uint64_t id, bool kill)
+{
+	parser_run &p = parsers_.at(id);
+	int status = 0;
+	pid_t r = ::waitpid(p.pid, &status, WNOHANG);
+	if (r == 0 && !kill)
+		return;
+	if (r == 0) {
+		log(p.what + ": the parser did not exit; killed");
+		::kill(p.pid, SIGKILL);
+		r = ::waitpid(p.pid, &status, 0);
+	}
+	drain_errors(p);
+	if (r == p.pid && WIFSIGNALED(status))
+		log(p.what + ": the parser died of signal " + std::to_string(WTERMSIG(status)) +
+		    " (" + strsignal(WTERMSIG(status)) + "); only this request failed");
+	else if (r == p.pid && WIFEXITED(status) && WEXITSTATUS(status) != 0)
+		log(p.what + ": the parser exited with status " + std::to_string(WEXITSTATUS(status)));
+	for (int fd : {p.pidfd.get(), p.errors.get()})
+		if (fd >= 0)
+			::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+	parsers_.erase(id);
+}
+
+void agent::on_parser(std::uint64_t id, std::uint64_t what)
+{
+	auto it = parsers_.find(id);
+	if (it == parsers_.end())
+		return;
+	parser_run &p = it->second;
+	if (what == ev_parser_errors) {
+		drain_errors(p);
+		return;
+	}
+	if (what == ev_parser_exit) {
+		reap_parser(id, false);
+		return;
+	}
+	/* Its channel is readable: the answer, or its end. */
+	std::error_code ec;
+	xmem::message m = p.channel.receive(ec);
+	std::vector<std::byte> reply = encode_status(false);
+	if (ec)
+		log(p.what + ": no answer from the parser (" + ec.message() + ")");
+	else
+		reply = adopt_key(p, m);
+	finish_parser(id, reply);
+}
+
+std::optional<std::vector<std::byte>> agent::handle_lock(client &c, const lock_request &l)
 {
 	auto *salt = reinterpret_cast<unsigned char *>(lock_.map.data());
 	unsigned char *stored = salt + 16;
@@ -464,25 +749,46 @@ std::vector<std::byte> agent::handle_lock(const lock_request &l)
 		log("UNLOCK: not locked");
 		return encode_status(false);
 	}
+	const auto now = steady::now();
+	if (now < unlock_refused_until_) {
+		/* A failed attempt's delay runs: no guess is tried until it ends. */
+		log("UNLOCK: refused unchecked, the delay after failure " + std::to_string(unlock_failures_) +
+		    " ends in " +
+		    std::to_string(std::chrono::ceil<std::chrono::milliseconds>(unlock_refused_until_ - now).count()) +
+		    " ms");
+		return encode_status(false);
+	}
 	crypto_generichash(h, sizeof(h), pass, l.passphrase.size(), salt, 16);
 	const bool match = sodium_memcmp(h, stored, sizeof(h)) == 0;	/* constant time */
 	sodium_memzero(h, sizeof(h));
 	if (!match) {
-		log("UNLOCK: wrong passphrase");
-		return encode_status(false);
+		/* As OpenSSH's process_lock_agent(), 0.1 s x failures, but the loop goes on. */
+		if (unlock_failures_ < max_unlock_failures)
+			unlock_failures_++;
+		const auto delay = unlock_delay_step * unlock_failures_;
+		unlock_refused_until_ = now + delay;
+		log("UNLOCK: wrong passphrase (failure " + std::to_string(unlock_failures_) +
+		    "); FAILURE in " + std::to_string(delay.count()) + " ms");
+		c.busy = true;
+		c.reply_at = unlock_refused_until_;
+		return std::nullopt;
 	}
 	sodium_memzero(lock_.map.data(), 48);
 	locked_ = false;
+	unlock_failures_ = 0;
 	log("unlocked");
 	return encode_status(true);
 }
 
-std::vector<std::byte> agent::handle(client &c, bytes body)
+/* The reply to @body, or nullopt when it comes later (a parser, a failed UNLOCK's delay). */
+std::optional<std::vector<std::byte>> agent::handle(client &c, bytes body)
 {
 	const std::uint8_t type = std::to_integer<std::uint8_t>(body[0]);
 	debug("client " + std::to_string(c.id) + ": " + message_name(type) + ", " +
 	      std::to_string(body.size()) + " bytes");
 
+	/* Before every use of a key: an expired one is wiped, not used. */
+	expire();
 	if (locked_ && type != msg::unlock) {
 		/* As OpenSSH: while locked, no identities and every other request fails. */
 		if (type == msg::request_identities && body.size() == 1)
@@ -491,7 +797,7 @@ std::vector<std::byte> agent::handle(client &c, bytes body)
 		return encode_status(false);
 	}
 	if (type == msg::add_identity || type == msg::add_id_constrained)
-		return handle_add(c, body);
+		return start_add(c, body);
 
 	request req;
 	try {
@@ -539,7 +845,7 @@ std::vector<std::byte> agent::handle(client &c, bytes body)
 		return encode_status(true);
 	}
 	if (auto *l = std::get_if<lock_request>(&req))
-		return handle_lock(*l);
+		return handle_lock(c, *l);
 	if (auto *e = std::get_if<extension>(&req)) {
 		if (e->name == "query") {
 			static constexpr std::string_view names[] = {"query"};
@@ -551,12 +857,28 @@ std::vector<std::byte> agent::handle(client &c, bytes body)
 	return encode_status(false);
 }
 
+/*
+ * Read while nothing is pending for it: no reply waits (a parser, an
+ * UNLOCK delay) and none is unsent. A client that reads no replies so
+ * parks at most one in the signer (OpenSSH stops at 256 KiB).
+ */
 void agent::update_events(client &c)
 {
 	struct epoll_event ev{};
-	ev.events = (c.out_off < c.out.size()) ? EPOLLOUT : EPOLLIN;
-	ev.data.u64 = c.id;
+	if (c.out_off < c.out.size())
+		ev.events = EPOLLOUT;
+	else if (!c.busy)
+		ev.events = EPOLLIN;
+	ev.data.u64 = (c.id << 2) | ev_client;
 	::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, c.fd.get(), &ev);
+}
+
+void agent::queue_reply(client &c, const std::vector<std::byte> &reply)
+{
+	const auto frame = encode_frame(reply);
+	if (c.out_off == c.out.size())
+		c.out_moved = steady::now();
+	c.out.insert(c.out.end(), frame.begin(), frame.end());
 }
 
 void agent::close_client(std::uint64_t id, const std::string &why)
@@ -567,10 +889,8 @@ void agent::close_client(std::uint64_t id, const std::string &why)
 	if (!why.empty())
 		log("client " + std::to_string(id) + " closed: " + why);
 	client &c = *it->second;
-	if (c.small.map.valid())
-		sodium_memzero(c.small.map.data(), c.small.map.size());
-	if (c.large.map.valid())
-		sodium_memzero(c.large.map.data(), c.large.map.size());
+	release_body(c, c.small);
+	wipe_large(c);
 	::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, c.fd.get(), nullptr);
 	clients_.erase(it);
 }
@@ -597,19 +917,18 @@ void agent::on_accept()
 			    std::to_string(cr.pid) + ")");
 			continue;
 		}
-		if (clients_.size() >= max_clients) {
-			log("refused a client: " + std::to_string(max_clients) + " connected already");
+		if (clients_.size() >= client_limit_) {
+			log("refused a client: " + std::to_string(client_limit_) + " connected already");
 			continue;
 		}
 		auto c = std::make_unique<client>();
 		c->id = next_id_++;
 		c->cred = {cr.pid, cr.uid, cr.gid};
 		c->fd = std::move(fd);
-		struct epoll_event ev{};
-		ev.events = EPOLLIN;
-		ev.data.u64 = c->id;
-		if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, c->fd.get(), &ev) < 0) {
-			log(std::string("epoll_ctl: ") + std::strerror(errno));
+		try {
+			watch(c->fd.get(), c->id, ev_client, EPOLLIN);
+		} catch (const std::exception &e) {
+			log(e.what());
 			continue;
 		}
 		debug("client " + std::to_string(c->id) + " connected (pid " + std::to_string(cr.pid) + ")");
@@ -627,27 +946,35 @@ bool agent::flush(client &c)
 				return true;
 			return false;
 		}
+		if (n > 0)
+			c.out_moved = steady::now();
 		c.out_off += static_cast<std::size_t>(n);
 	}
 	c.out.clear();
+	c.out.shrink_to_fit();
 	c.out_off = 0;
 	return true;
 }
 
-/* Reads what has arrived; handles each complete message. */
-bool agent::read_some(client &c)
+/*
+ * Reads what has arrived of one message, and handles it when it is whole:
+ * at most one message per client per turn of the loop (fairness; the
+ * socket stays readable for the next turn).
+ */
+bool agent::read_message(client &c)
 {
 	for (;;) {
-		if (c.out.size() - c.out_off > max_output)
-			return true;	/* the client reads no replies: read no more requests */
 		std::byte *dst;
 		std::size_t want;
 		if (c.header_got < 4 || (c.header_got == 4 && c.length > 0)) {
 			dst = reinterpret_cast<std::byte *>(c.header.data()) + c.header_got;
 			want = (c.header_got < 4 ? 4 : 5) - c.header_got;
 		} else {
+			if (c.body == c.large.map.data() && c.body_got == c.large.map.size() && !grow_large(c))
+				return false;
 			dst = c.body + c.body_got;
-			want = c.length - c.body_got;
+			want = std::min<std::size_t>(c.length, c.body == c.large.map.data() ? c.large.map.size() : c.length) -
+			       c.body_got;
 		}
 		const ssize_t n = ::recv(c.fd.get(), dst, want, 0);
 		if (n == 0) {
@@ -658,6 +985,8 @@ bool agent::read_some(client &c)
 		if (n < 0)
 			return errno == EAGAIN || errno == EINTR;
 		const auto got = static_cast<std::size_t>(n);
+		if (!c.message_by)
+			c.message_by = steady::now() + message_deadline_;
 
 		if (c.header_got < 5) {
 			c.header_got += got;
@@ -681,19 +1010,14 @@ bool agent::read_some(client &c)
 			/* The type is known: choose where the body goes. */
 			const std::uint8_t type = c.header[4];
 			const bool add = type == msg::add_identity || type == msg::add_id_constrained;
-			try {
-				if (add || c.length > small_body) {
-					c.large = make_buffer(add ? "xmem-agent-add" : "xmem-agent-message", c.length);
-					c.body = c.large.map.data();
-				} else {
-					if (!c.small.map.valid())
-						c.small = make_buffer("xmem-agent-client", small_body);
-					c.body = c.small.map.data();
-				}
-			} catch (const std::exception &e) {
-				log("client " + std::to_string(c.id) + ": no exclusive memory for a " +
-				    std::to_string(c.length) + "-byte message: " + e.what());
-				return false;
+			if (add || c.length > small_body) {
+				if (!reserve_body(c, c.large, std::min<std::size_t>(c.length, first_region)))
+					return false;
+				c.body = c.large.map.data();
+			} else {
+				if (!c.small.map.valid() && !reserve_body(c, c.small, small_body))
+					return false;
+				c.body = c.small.map.data();
 			}
 			c.body[0] = static_cast<std::byte>(type);
 			c.body_got = 1;
@@ -705,7 +1029,7 @@ bool agent::read_some(client &c)
 
 		/* One whole message. */
 		const bytes body(c.body, c.length);
-		std::vector<std::byte> reply;
+		std::optional<std::vector<std::byte>> reply;
 		try {
 			reply = handle(c, body);
 		} catch (const std::exception &e) {
@@ -713,11 +1037,10 @@ bool agent::read_some(client &c)
 			    e.what() + "; FAILURE");
 			reply = encode_status(false);
 		}
-		if (c.large.mem.valid()) {
-			if (!c.large.map.valid())
-				c.large.map = xmem::mapping::map(c.large.mem, xmem::access::read_write);
-			sodium_memzero(c.large.map.data(), c.large.map.size());
-			c.large = body_buffer();
+		if (c.busy && !c.reply_at) {
+			/* A parser has the ADD body: finish_parser() wipes it. */
+		} else if (c.large.map.valid() || c.large.mem.valid()) {
+			wipe_large(c);
 		} else {
 			sodium_memzero(c.body, c.length);
 		}
@@ -725,10 +1048,12 @@ bool agent::read_some(client &c)
 		c.body_got = 0;
 		c.header_got = 0;
 		c.length = 0;
-		const auto frame = encode_frame(reply);
-		c.out.insert(c.out.end(), frame.begin(), frame.end());
-		if (!flush(c))
-			return false;
+		c.message_by.reset();
+		if (reply) {
+			queue_reply(c, *reply);
+			return flush(c);
+		}
+		return true;
 	}
 }
 
@@ -741,13 +1066,59 @@ void agent::on_client(client &c, std::uint32_t events)
 			return;
 		}
 	}
-	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-		if (!read_some(c)) {
+	if ((events & (EPOLLHUP | EPOLLERR)) && c.busy) {
+		close_client(id, "");	/* gone while its reply was pending */
+		return;
+	}
+	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c.busy && c.out_off == c.out.size()) {
+		if (!read_message(c)) {
 			close_client(id, "");
 			return;
 		}
 	}
 	update_events(c);
+}
+
+/* Deadlines: key lifetimes, parsers, unfinished messages, unread replies, UNLOCK delays. */
+void agent::on_timers()
+{
+	expire();
+	const auto now = steady::now();
+	std::vector<std::uint64_t> late;
+	for (const auto &[id, p] : parsers_)
+		if (p.deadline <= now)
+			late.push_back(id);
+	for (std::uint64_t id : late) {
+		parser_run &p = parsers_.at(id);
+		if (!p.answered) {
+			log(p.what + ": no answer from the parser (timed out after " +
+			    std::to_string(parser_timeout.count()) + " ms)");
+			finish_parser(id, encode_status(false));
+		}
+		reap_parser(id, true);
+	}
+	std::vector<std::pair<std::uint64_t, std::string>> closing;
+	for (auto &[id, cp] : clients_) {
+		client &c = *cp;
+		if (c.message_by && *c.message_by <= now) {
+			closing.emplace_back(id, "a message not completed within " +
+					     std::to_string(message_deadline_.count()) + " ms (slow sender)");
+		} else if (c.out_off < c.out.size() && c.out_moved + unread_deadline_ <= now) {
+			closing.emplace_back(id, std::to_string(c.out.size() - c.out_off) +
+					     " bytes of replies unread for " +
+					     std::to_string(unread_deadline_.count()) + " ms");
+		} else if (c.reply_at && *c.reply_at <= now) {
+			c.reply_at.reset();
+			c.busy = false;
+			queue_reply(c, encode_status(false));
+			if (!flush(c))
+				closing.emplace_back(id, "");
+			else
+				update_events(c);
+		}
+	}
+	for (const auto &[id, why] : closing)
+		close_client(id, why);
 }
 
 int agent::run()
@@ -763,14 +1134,20 @@ int agent::run()
 	signals_ = xmem::unique_fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
 	if (!signals_)
 		throw std::system_error(errno, std::generic_category(), "signalfd");
-	lock_ = make_buffer("xmem-agent-lock", 4096);
+	lock_ = make_buffer("xmem-agent-lock", 4096, false);
 
-	struct epoll_event ev{};
-	ev.events = EPOLLIN;
-	ev.data.u64 = 0;
-	::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listen_.get(), &ev);
-	ev.data.u64 = 1;
-	::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, signals_.get(), &ev);
+	/* As OpenSSH's maxfds: clients only as many as fds allow, with room for parsers. */
+	struct rlimit nofile{};
+	if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
+		const std::size_t fds = static_cast<std::size_t>(nofile.rlim_cur);
+		/* Each client: its socket, and the fd of an ADD body it is sending. */
+		client_limit_ = std::min(max_clients, fds > fd_reserve + 2 ? (fds - fd_reserve) / 2 : 1);
+	}
+	log("serving at most " + std::to_string(client_limit_) + " clients at once (RLIMIT_NOFILE " +
+	    std::to_string(nofile.rlim_cur) + ")");
+
+	watch(listen_.get(), 0, ev_client, EPOLLIN);
+	watch(signals_.get(), 1, ev_client, EPOLLIN);
 
 	for (;;) {
 		struct epoll_event evs[64];
@@ -778,8 +1155,11 @@ int agent::run()
 		if (n < 0 && errno != EINTR)
 			throw std::system_error(errno, std::generic_category(), "epoll_wait");
 		for (int i = 0; i < n; i++) {
-			const std::uint64_t id = evs[i].data.u64;
-			if (id == 0) {
+			const std::uint64_t id = evs[i].data.u64 >> 2;
+			const std::uint64_t what = evs[i].data.u64 & 3;
+			if (what != ev_client) {
+				on_parser(id, what);
+			} else if (id == 0) {
 				on_accept();
 			} else if (id == 1) {
 				struct signalfd_siginfo si{};
@@ -787,6 +1167,11 @@ int agent::run()
 					log(std::string("signal ") + strsignal(static_cast<int>(si.ssi_signo)) +
 					    ": stopping");
 					keys_.clear();
+					for (auto &[pid, p] : parsers_) {
+						::kill(p.pid, SIGKILL);
+						int st;
+						::waitpid(p.pid, &st, 0);
+					}
 					return 0;
 				}
 			} else {
@@ -795,7 +1180,7 @@ int agent::run()
 					on_client(*it->second, evs[i].events);
 			}
 		}
-		expire();
+		on_timers();
 	}
 }
 
@@ -895,6 +1280,7 @@ options parse_options(int argc, char **argv)
 		{"help", no_argument, nullptr, 'H'},
 		{"version", no_argument, nullptr, 'V'},
 		{"test-parser-hook", required_argument, nullptr, 'T'},
+		{"test-deadline", required_argument, nullptr, 'L'},
 		{nullptr, 0, nullptr, 0},
 	};
 	opterr = 0;
@@ -918,6 +1304,10 @@ options parse_options(int argc, char **argv)
 			o.hook = {h.substr(0, colon), h.substr(colon + 1)};
 			break;
 		}
+		case 'L':
+			o.test_deadline = std::chrono::milliseconds(
+				xmem_examples::parse_number(optarg, 3600000, "--test-deadline"));
+			break;
 		default: throw xmem_examples::getopt_error(c, argv, optind, optopt);
 		}
 	}
