@@ -42,6 +42,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <list>
 #include <map>
 #include <memory>
@@ -110,10 +111,13 @@ constexpr auto unread_deadline = 30000ms;
 /* How long a parser may take for one key, and then to exit. */
 constexpr auto parser_timeout = 5000ms;
 constexpr auto parser_exit_timeout = 1000ms;
-/* Parsers running at once; an ADD beyond them gets FAILURE. */
+/*
+ * Parsers working at once (as many again may be exiting); an ADD beyond
+ * them waits, its client not read, until one is done.
+ */
 constexpr std::size_t max_parsers = 4;
 /* fds kept out of the clients' share: stdio, listener, epoll, signals, parsers. */
-constexpr std::size_t fd_reserve = 16 + 4 * max_parsers;
+constexpr std::size_t fd_reserve = 16 + 6 * max_parsers;
 /* Failed UNLOCKs: the reply waits 100 ms x failures (at most 100), as OpenSSH. */
 constexpr auto unlock_delay_step = 100ms;
 constexpr unsigned max_unlock_failures = 100;
@@ -281,6 +285,7 @@ struct client {
 	steady::time_point out_moved{};		/* when a byte of @out was last taken */
 	/* A reply is pending: a parser runs for it, or a failed UNLOCK waits. Not read meanwhile. */
 	bool busy = false;
+	bool add_queued = false;			/* its ADD waits for a parser */
 	std::optional<steady::time_point> reply_at;	/* the failed UNLOCK's FAILURE is sent then */
 };
 
@@ -329,6 +334,7 @@ private:
 	void finish_parser(std::uint64_t id, const std::vector<std::byte> &reply);
 	void reap_parser(std::uint64_t id, bool kill);
 	void drain_errors(parser_run &p);
+	void start_queued();
 	std::optional<std::vector<std::byte>> handle_lock(client &c, const lock_request &l);
 	void on_timers();
 	void expire();
@@ -343,6 +349,7 @@ private:
 	xmem::unique_fd signals_;
 	std::map<std::uint64_t, std::unique_ptr<client>> clients_;
 	std::map<std::uint64_t, parser_run> parsers_;
+	std::deque<std::uint64_t> add_queue_;	/* clients whose ADD waits for a parser */
 	std::uint64_t next_id_ = 2;	/* 0: the listener, 1: the signal fd */
 	std::size_t client_limit_ = max_clients;
 	std::list<key_entry> keys_;
@@ -497,9 +504,14 @@ std::optional<std::vector<std::byte>> agent::start_add(client &c, bytes body)
 		log(what + ": refused, " + std::to_string(max_keys) + " keys held already");
 		return encode_status(false);
 	}
-	if (parsers_.size() >= max_parsers) {
-		log(what + ": refused, " + std::to_string(max_parsers) + " parsers running already");
-		return encode_status(false);
+	const auto working = static_cast<std::size_t>(std::count_if(
+		parsers_.begin(), parsers_.end(), [](const auto &p) { return !p.second.answered; }));
+	if (working >= max_parsers || parsers_.size() >= 2 * max_parsers) {
+		debug(what + ": waits for a parser (" + std::to_string(parsers_.size()) + " running)");
+		c.busy = true;
+		c.add_queued = true;
+		add_queue_.push_back(c.id);
+		return std::nullopt;
 	}
 	auto [mine, theirs] = xmem::channel::pair();
 	/* The parser's stderr: a pipe whose lines the signer logs. */
@@ -565,6 +577,37 @@ std::optional<std::vector<std::byte>> agent::start_add(client &c, bytes body)
 	watch(p.errors.get(), id, ev_parser_errors, EPOLLIN);
 	c.busy = true;
 	return std::nullopt;
+}
+
+/* A parser is done: the ADDs that wait for one start, in order. */
+void agent::start_queued()
+{
+	while (!add_queue_.empty() && parsers_.size() < 2 * max_parsers) {
+		auto it = clients_.find(add_queue_.front());
+		add_queue_.pop_front();
+		if (it == clients_.end() || !it->second->add_queued)
+			continue;	/* gone meanwhile */
+		client &c = *it->second;
+		c.add_queued = false;
+		c.busy = false;
+		std::optional<std::vector<std::byte>> reply;
+		try {
+			reply = start_add(c, bytes(c.large.map.data(), c.large.map.size()));
+		} catch (const std::exception &e) {
+			log("client " + std::to_string(c.id) + ": " + e.what() + "; FAILURE");
+			reply = encode_status(false);
+		}
+		if (c.add_queued)
+			break;	/* still no room: it is queued again (at the back; rare) */
+		if (!reply)
+			continue;	/* its parser runs */
+		wipe_large(c);
+		queue_reply(c, *reply);
+		if (!flush(c))
+			close_client(c.id, "");
+		else
+			update_events(c);
+	}
 }
 
 void agent::drain_errors(parser_run &p)
@@ -664,17 +707,19 @@ void agent::finish_parser(std::uint64_t id, const std::vector<std::byte> &reply)
 	if (p.pidfd)
 		watch(p.pidfd.get(), id, ev_parser_exit, EPOLLIN);
 	auto it = clients_.find(p.client);
-	if (it == clients_.end())
-		return;	/* it left meanwhile */
+	if (it == clients_.end()) {
+		start_queued();	/* it left meanwhile */
+		return;
+	}
 	client &c = *it->second;
 	wipe_large(c);
 	c.busy = false;
 	queue_reply(c, reply);
-	if (!flush(c)) {
+	if (!flush(c))
 		close_client(c.id, "");
-		return;
-	}
-	update_events(c);
+	else
+		update_events(c);
+	start_queued();
 }
 
 /* Reaps a parser that answered: it exits; one that does not is killed. */
@@ -700,6 +745,7 @@ void agent::reap_parser(std::uint64_t id, bool kill)
 		if (fd >= 0)
 			::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
 	parsers_.erase(id);
+	start_queued();
 }
 
 void agent::on_parser(std::uint64_t id, std::uint64_t what)
