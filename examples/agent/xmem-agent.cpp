@@ -299,6 +299,7 @@ struct parser_run {
 	xmem::unique_fd errors;			/* its stderr (a pipe): its log lines */
 	steady::time_point deadline;		/* to answer, then to exit */
 	bool answered = false;
+	std::size_t logged = 0;			/* bytes of @errors copied to the log */
 };
 
 /* epoll data: (id << 2) | what. Listener and signals are ids 0 and 1. */
@@ -573,9 +574,15 @@ std::optional<std::vector<std::byte>> agent::start_add(client &c, bytes body)
 		return encode_status(false);
 	}
 	p.channel = std::move(mine);
-	watch(p.channel.fd().get(), id, ev_parser_channel, EPOLLIN);
-	watch(p.errors.get(), id, ev_parser_errors, EPOLLIN);
 	c.busy = true;
+	try {
+		watch(p.channel.fd().get(), id, ev_parser_channel, EPOLLIN);
+		watch(p.errors.get(), id, ev_parser_errors, EPOLLIN);
+	} catch (const std::exception &e) {
+		/* Its deadline, now: on_timers() answers FAILURE and kills it. */
+		log(what + ": " + e.what());
+		p.deadline = steady::now();
+	}
 	return std::nullopt;
 }
 
@@ -622,7 +629,10 @@ void agent::drain_errors(parser_run &p)
 			}
 			return;
 		}
-		(void)!::write(2, buf, static_cast<std::size_t>(n));
+		/* A parser's log is short; a flood of it is dropped past 64 KiB. */
+		if (p.logged < 65536)
+			(void)!::write(2, buf, std::min<std::size_t>(static_cast<std::size_t>(n), 65536 - p.logged));
+		p.logged += static_cast<std::size_t>(n);
 	}
 }
 
