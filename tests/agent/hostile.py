@@ -44,6 +44,9 @@ import time
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+# The framing helpers the malformed-message test uses (same directory).
+from rawclient import connect, frame, recv_exact, reply, string, u32
+
 FAILURE, SUCCESS, IDENTITIES_ANSWER, SIGN_RESPONSE = 5, 6, 12, 14
 AGENT = os.environ.get("XMEM_AGENT", "")
 failures = 0
@@ -56,20 +59,6 @@ def check(what, ok, detail=""):
     else:
         failures += 1
         print(f"FAIL: {what}" + (f": {detail}" if detail else ""))
-
-
-def u32(n):
-    return struct.pack(">I", n)
-
-
-def string(b):
-    if isinstance(b, str):
-        b = b.encode()
-    return u32(len(b)) + b
-
-
-def frame(body):
-    return u32(len(body)) + body
 
 
 def keypair():
@@ -93,34 +82,6 @@ def blob(pk):
 
 def sign_msg(pk, data=b"hello"):
     return bytes([13]) + string(blob(pk)) + string(data) + u32(0)
-
-
-def connect(path, timeout=30):
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(path)
-    return s
-
-
-def recv_exact(s, n):
-    b = b""
-    while len(b) < n:
-        c = s.recv(n - len(b))
-        if not c:
-            return None
-        b += c
-    return b
-
-
-def reply(s):
-    """The next reply body; None when the agent closed the connection."""
-    try:
-        h = recv_exact(s, 4)
-        if h is None:
-            return None
-        return recv_exact(s, struct.unpack(">I", h)[0])
-    except (ConnectionResetError, BrokenPipeError):
-        return None
 
 
 def rpc(s, body):

@@ -37,9 +37,9 @@ def frame(body):
     return u32(len(body)) + body
 
 
-def connect(path):
+def connect(path, timeout=30):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(30)
+    s.settimeout(timeout)
     s.connect(path)
     return s
 
@@ -61,7 +61,7 @@ def reply(s):
         if head is None:
             return None
         return recv_exact(s, struct.unpack(">I", head)[0])
-    except ConnectionResetError:
+    except (ConnectionResetError, BrokenPipeError):
         return None
 
 
