@@ -46,7 +46,9 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <csignal>
+#include <poll.h>
 #include <sys/random.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <system_error>
@@ -396,6 +398,11 @@ std::string errname(const std::error_code &ec)
 
 int successor(int chan_fd, bool fresh)
 {
+	/* The old VMM, our parent: a pidfd taken before anything can reparent us. */
+	const pid_t old_vmm = ::getppid();
+	xmem::unique_fd old_pidfd(static_cast<int>(::syscall(SYS_pidfd_open, old_vmm, 0)));
+	if (!old_pidfd)
+		die("pidfd_open of the old VMM");
 	std::error_code ec;
 	xmem::channel ch = xmem::channel::adopt(xmem::unique_fd(chan_fd), ec);
 	if (ec)
@@ -469,6 +476,15 @@ int successor(int chan_fd, bool fresh)
 	if (xioctl(v.vcpu.get(), KVM_SET_REGS, &st.regs) < 0)
 		die("KVM_SET_REGS");
 	xmem::send_bundle(ch, bundle_type + 1, {}, {}, {}, ec); /* ack: the old VMM may go */
+	/*
+	 * The guest resumes only once the old VMM has exited: its VM, its vCPU
+	 * and its guest_memfd file are gone, only this process's hold the memory.
+	 */
+	struct pollfd pfd = {old_pidfd.get(), POLLIN, 0};
+	if (::poll(&pfd, 1, 60000) != 1)
+		die("the old VMM did not exit within 60 s", ETIMEDOUT);
+	say("successor: the old VMM (pid %d) has exited; resuming the guest",
+	    static_cast<int>(old_vmm));
 	std::uint32_t differ = 0;
 	const std::uint16_t port = run_to_port(v, &differ);
 	if (port != port_result)
