@@ -62,7 +62,6 @@ run x86_64/private_mem_kvm_exits_test
 run x86_64/private_mem_conversions_test
 run x86_64/private_mem_conversions_test -n 2 -m 2 -s anonymous_thp
 run x86_64/guest_memfd_no_direct_map_test
-run x86_64/guest_memfd_link_test
 
 if [ $status = 0 ]; then
 	echo "kvm-tests: PASS: $passed tests"

@@ -3,11 +3,15 @@
 # examples/vmm inside the test VM (the KVM kernel, scripts/kernel-build --kvm, booted
 # by scripts/vm-run --host-tsc): a VMM hands its running VM to a successor process.
 #
-# Usage: tests/vm/vmm-handover.sh [XMEM_VMM]   (default: build/examples/xmem-vmm,
-#        built on the host with meson -Dkvm_headers=build/kernel/out-kvm/usr/include)
+# Usage: tests/vm/vmm-handover.sh [XMEM_VMM [LINK_TEST]]
+#   XMEM_VMM   default build/examples/xmem-vmm, built on the host with
+#              meson -Dkvm_headers=build/kernel/out-kvm/usr/include
+#   LINK_TEST  default build/kernel/kvm-selftests/x86_64/guest_memfd_link_test
+#              (scripts/build-kvm-selftests), the kernel selftest of KVM_LINK_GUEST_MEMFD
 #
 # Fails (exit 1) when:
 #   - /dev/kvm is missing;
+#   - guest_memfd_link_test is missing, fails or skips, or does not print its PASS;
 #   - "xmem-vmm probe" does not measure what Linux 6.12 does to a successor: the old
 #     VM's and vCPU's fds fail with EIO, its guest_memfd cannot be bound to a new VM
 #     (EINVAL), while the control (a guest_memfd of the new VM) binds;
@@ -25,6 +29,7 @@ set -u
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 vmm=${1:-$repo/build/examples/xmem-vmm}
+link_test=${2:-$repo/build/kernel/kvm-selftests/x86_64/guest_memfd_link_test}
 status=0
 fail() {
 	echo "vmm-handover: FAIL: $*"
@@ -46,6 +51,16 @@ step() {
 	rc=$(sed -n 's/^exit=//p' "$out")
 	[ "$rc" = "$want" ] || fail "$name: exit $rc, expected $want"
 }
+
+if [ -x "$link_test" ]; then
+	"$link_test" >"$out" 2>&1
+	rc=$?
+	sed "s|^|    |" "$out"
+	[ $rc = 0 ] || fail "guest_memfd_link_test: exit $rc (4: skipped)"
+	grep -q 'PASS' "$out" || fail "guest_memfd_link_test: no PASS line"
+else
+	fail "$link_test missing (scripts/build-kvm-selftests)"
+fi
 
 step probe 0 probe
 grep -q 'probe child: PASS (EIO, EIO, EINVAL; control ok)' "$out" ||
