@@ -13,7 +13,7 @@
  * (the kernel does not say; KVM's own ioctls refuse a guest_memfd of another
  * VM, docs/vmm.md). Callers check that with the kernel.
  *
- * Wire format (docs/protocol.md, "fd bundles"): one message on the channel's
+ * Wire format (docs/vmm.md, "libxmem: fd bundles"): one message on the channel's
  * socket, payload in host byte order:
  *   0  u32 magic     0x58464442 ("XFDB")
  *   4  u16 version   1

@@ -1,4 +1,4 @@
-// SPDX-License-Identifier: GPL-2.0-only
+// SPDX-License-Identifier: GPL-2.0
 /*
  * KVM_LINK_GUEST_MEMFD: a VM takes a guest_memfd of another VM of its type
  * and gets a new guest_memfd file of its own on the same inode.
