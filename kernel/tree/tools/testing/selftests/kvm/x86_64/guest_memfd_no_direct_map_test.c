@@ -15,6 +15,10 @@
  * reach the direct map again only zeroed. Unknown flags, bad sizes and the
  * flag on a VM without private memory get EINVAL.
  *
+ * With --no-pool (a kernel booted with memfd_exclusive.enable=0, which has
+ * no unmapped pool) it checks only that the flag is refused with EINVAL on a
+ * software-protected VM that accepts a plain guest_memfd.
+ *
  * The host never holds the pattern itself: it is derived from a seed, and
  * the scanner compares words masked with a constant, so a copy in the test's
  * own memory (which /proc/kcore would show) cannot match.
@@ -204,6 +208,7 @@ static struct scan scan_devmem(void)
 		for (pos = start; pos < end;) {
 			size_t len = end + 1 - pos < CHUNK ? end + 1 - pos : CHUNK;
 			ssize_t r = pread(fd, scan_buf, len, pos);
+			unsigned long p;
 
 			if (r > 0) {
 				s.hits += count_hits(r);
@@ -211,9 +216,18 @@ static struct scan scan_devmem(void)
 				pos += r;
 				continue;
 			}
-			/* read_mem() stops at a page it cannot read. */
-			s.refused_pages++;
-			pos = (pos & ~(PAGE_SIZE - 1)) + PAGE_SIZE;
+			/*
+			 * read_mem() fails the whole read at a page it cannot
+			 * read, discarding what it read before: page by page.
+			 */
+			for (p = pos; p < pos + len; p += PAGE_SIZE) {
+				if (pread(fd, scan_buf, PAGE_SIZE, p) == PAGE_SIZE)
+					s.hits += count_hits(PAGE_SIZE);
+				else
+					s.refused_pages++;
+			}
+			s.mib += len >> 20;
+			pos += len;
 		}
 	}
 	fclose(iomem);
@@ -489,6 +503,25 @@ static void test_errnos(void)
 	pr_info("errnos: default VM refuses the flag (EINVAL), unknown flags and bad sizes EINVAL\n");
 }
 
+static void test_no_pool(void)
+{
+	struct kvm_vm *vm;
+	int fd;
+
+	TEST_ASSERT(access(POOL_DIR "pool_blocks", F_OK),
+		    "--no-pool, but the unmapped pool is there (" POOL_DIR ")");
+	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+	fd = __vm_create_guest_memfd(vm, PAGE_SIZE, GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
+	TEST_ASSERT(fd < 0 && errno == EINVAL,
+		    "no pool: NO_DIRECT_MAP gave %d (errno %d), expected EINVAL", fd, errno);
+	fd = __vm_create_guest_memfd(vm, PAGE_SIZE, 0);
+	TEST_ASSERT(fd >= 0, "no pool: plain guest_memfd: %s", strerror(errno));
+	close(fd);
+	kvm_vm_free(vm);
+	pr_info("no pool: NO_DIRECT_MAP refused (EINVAL), plain guest_memfd created\n");
+	pr_info("PASS\n");
+}
+
 int main(int argc, char *argv[])
 {
 	unsigned long dm4k, blocks0, hw;
@@ -497,6 +530,11 @@ int main(int argc, char *argv[])
 	char buf[32];
 
 	TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));
+	if (argc == 2 && !strcmp(argv[1], "--no-pool")) {
+		test_no_pool();
+		return 0;
+	}
+	TEST_ASSERT(argc == 1, "usage: %s [--no-pool]", argv[0]);
 	TEST_REQUIRE(!access(POOL_DIR "pool_blocks", R_OK));
 
 	scan_buf = mmap(NULL, CHUNK, PROT_READ | PROT_WRITE,
