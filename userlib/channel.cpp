@@ -185,6 +185,9 @@ received_memory verify_memory(unique_fd fd, const wire::header &h, const require
 	if (ec)
 		return out;
 
+	/* On the two errors below, say what arrived (size, seals; no memory). */
+	out.size = size;
+	out.seals = actual;
 	if (size == 0 || size != h.size || (req.size && size != *req.size)) {
 		ec = errc::size_mismatch;
 		return out;
@@ -194,8 +197,6 @@ received_memory verify_memory(unique_fd fd, const wire::header &h, const require
 		return out;
 	}
 
-	out.size = size;
-	out.seals = actual;
 	/* secretmem_setattr() refuses a second size change: its size is fixed. */
 	out.size_is_stable = actual.contains(seals(seals::shrink)) ||
 			     mem.backend() == backend::secret;
@@ -282,9 +283,15 @@ void channel::send(const wire::header &h, std::span<const borrowed_fd> fds)
 {
 	std::error_code ec;
 	send(h, fds, ec);
-	if (ec)
-		throw std::system_error(ec, "sending an xmem message with " +
-						    std::to_string(fds.size()) + " fds");
+	if (!ec)
+		return;
+	std::string what = "sending an xmem message with " + std::to_string(fds.size()) + " fds";
+	if (ec == errc::invalid_name)
+		what += ": its name is " + std::to_string(h.name.size()) + " bytes" +
+			(h.name.find('\0') != h.name.npos ? ", with a NUL" : "") +
+			(h.name.find('/') != h.name.npos ? ", with a '/'" : "") + "; at most " +
+			std::to_string(wire::name_max) + " (wire::name_max), no '/' or NUL";
+	throw std::system_error(ec, what);
 }
 
 void channel::send_request(std::string_view name)
@@ -403,13 +410,21 @@ received_memory channel::receive_memory(const requirements &req)
 {
 	std::error_code ec;
 	received_memory r = receive_memory(req, ec);
-	if (ec)
-		throw std::system_error(ec, "receiving exclusive memory (required: " +
-						    (req.size ? std::to_string(*req.size) + " bytes"
-							      : std::string("size from header")) +
-						    ", seals " + to_string(req.seals) + ", " +
-						    detail::describe_backends(req, r) + ")");
-	return r;
+	if (!ec)
+		return r;
+	std::string what = "receiving exclusive memory (required: " +
+			   (req.size ? std::to_string(*req.size) + " bytes"
+				     : std::string("size from header")) +
+			   ", seals " + to_string(req.seals) + ", " +
+			   detail::describe_backends(req, r) + ")";
+	/* verify_memory() says what arrived when the size or the seals were wrong. */
+	if (ec == errc::size_mismatch || ec == errc::missing_seals) {
+		what += "; received " + std::to_string(r.size) + " bytes, seals " +
+			to_string(r.seals);
+		if (r.backend == backend::secret)
+			what += " (memfd_secret has no seals)";
+	}
+	throw std::system_error(ec, what);
 }
 
 void channel::send_batch(const wire::header &h, std::span<const borrowed_fd> fds,

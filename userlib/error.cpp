@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 #include <xmem/error.hpp>
+#include <xmem/wire.hpp>
 
 namespace xmem {
 
 namespace {
+
+/* invalid_name's message gives the limit in words. */
+static_assert(wire::name_max == 63);
 
 class category final : public std::error_category
 {
@@ -45,15 +49,16 @@ public:
 		case errc::peer_not_allowed:
 			return "peer not allowed by its credentials";
 		case errc::no_backend:
-			return "no exclusive-memory backend: neither memfd_exclusive nor memfd_secret "
-			       "is available (memfd_secret needs CONFIG_SECRETMEM and is off when "
+			return "no backend the options allow is available (memfd_exclusive needs "
+			       "the xmem kernel; memfd_secret needs CONFIG_SECRETMEM and is off when "
 			       "booted with secretmem.enable=0)";
 		case errc::memlock_limit:
 			return "RLIMIT_MEMLOCK too small for this mapping";
 		case errc::invalid_size:
 			return "invalid size (0, or beyond what the backend supports)";
 		case errc::invalid_name:
-			return "invalid name (too long, or containing '/' or NUL)";
+			return "invalid name (too long, or containing NUL; a name in a message: "
+			       "at most 63 bytes and no '/')";
 		case errc::not_mappable:
 			return "received fd cannot be mapped: opened O_PATH or write-only "
 			       "(mmap(2) needs a readable fd)";

@@ -116,7 +116,11 @@ std::array<std::byte, wire::header_size> encode_with_fd_count(const wire::header
 	using namespace wire;
 	std::array<std::byte, header_size> out{};
 	ec.clear();
-	if (!valid_name(h.name) || (h.seals.bits() & ~seals::all) || fd_count > scm_max_fd ||
+	if (!valid_name(h.name)) {
+		ec = errc::invalid_name;
+		return out;
+	}
+	if ((h.seals.bits() & ~seals::all) || fd_count > scm_max_fd ||
 	    !valid_batch(h.batch_index, h.batch_count)) {
 		ec = errc::bad_header;
 		return out;

@@ -66,7 +66,12 @@ struct requirements {
 /* Memory received and verified. */
 struct received_memory {
 	xmem::memory memory;
-	std::size_t size;	  /* bytes, as verified with fstat */
+	/*
+	 * Bytes, as verified with fstat. Also set on errc::size_mismatch and
+	 * errc::missing_seals (with @seals), to say what arrived; @memory is
+	 * then empty.
+	 */
+	std::size_t size;
 	xmem::seals seals;	  /* as read with F_GET_SEALS (empty for memfd_secret) */
 	/*
 	 * True when the sender cannot shrink it any more (F_SEAL_SHRINK, or
@@ -159,8 +164,8 @@ public:
 	 * Sends any number of fds (up to wire::scm_max_fd * wire::max_batch_parts)
 	 * as one batch: ceil(n / 253) messages, each a copy of @h with fd_count,
 	 * batch_index and batch_count set (docs/protocol.md, "Batches"). Every
-	 * check is made before the first message goes: errc::bad_header (from
-	 * wire::encode), errc::too_many_fds. Each message is retried on EINTR
+	 * check is made before the first message goes: errc::invalid_name and
+	 * errc::bad_header (from wire::encode), errc::too_many_fds. Each message is retried on EINTR
 	 * and a SOCK_SEQPACKET send is all or nothing, so no fd is sent twice.
 	 * An error after the first part (EPIPE, a timeout) leaves the batch
 	 * incomplete; the receiver then closes every fd of it. With no fds, one

@@ -20,7 +20,7 @@ enum class errc {
 	control_truncated = 1,	/* MSG_CTRUNC: fds were dropped (buffer or RLIMIT_NOFILE) */
 	payload_truncated,	/* MSG_TRUNC: the message was longer than a header */
 	unexpected_control,	/* a control message other than SCM_RIGHTS/SCM_CREDENTIALS */
-	bad_header,		/* wrong magic, length, kind, reserved bits or name */
+	bad_header,		/* wrong magic, length, kind, reserved bits or name (decoding) */
 	unsupported_version,	/* header version this library does not speak */
 	fd_count_mismatch,	/* the header announced a different number of fds */
 	peer_closed,		/* orderly shutdown by the peer */
@@ -35,10 +35,10 @@ enum class errc {
 	address_in_use,		/* a live server already listens on the path */
 	peer_not_allowed,	/* peer credentials rejected by policy */
 	/* Creating. */
-	no_backend,		/* neither memfd_exclusive nor memfd_secret available */
+	no_backend,		/* no backend the options allow is available */
 	memlock_limit,		/* RLIMIT_MEMLOCK too small for the mapping */
 	invalid_size,		/* size 0, or beyond what the backend supports */
-	invalid_name,		/* name too long or containing '/' or NUL */
+	invalid_name,		/* name too long or with NUL; in a message also '/' (wire::name_max) */
 	/* Receiving, added later (values above are kept). */
 	not_mappable,		/* an fd to memory that cannot be mapped: O_PATH or write-only */
 };

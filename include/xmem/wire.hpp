@@ -60,9 +60,10 @@ struct header {
 };
 
 /*
- * Encodes @h. errc::bad_header when the name is too long or holds a NUL or
- * '/', seals has unknown bits, fd_count exceeds scm_max_fd, or batch_index
- * is not below batch_count (both 0 outside a batch).
+ * Encodes @h. errc::invalid_name when the name is longer than name_max
+ * bytes or holds a NUL or '/'; errc::bad_header when seals has unknown bits,
+ * fd_count exceeds scm_max_fd, or batch_index is not below batch_count (both
+ * 0 outside a batch).
  */
 std::array<std::byte, header_size> encode(const header &h, std::error_code &ec) noexcept;
 

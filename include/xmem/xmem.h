@@ -79,7 +79,7 @@ extern "C" {
 #define XMEM_ENOBACKEND (XMEM_ERRC_BASE + 16)	   /* no memfd_exclusive, no memfd_secret */
 #define XMEM_EMEMLOCK (XMEM_ERRC_BASE + 17)	   /* RLIMIT_MEMLOCK too small for the mapping */
 #define XMEM_EINVALIDSIZE (XMEM_ERRC_BASE + 18)  /* size 0 or too large */
-#define XMEM_EINVALIDNAME (XMEM_ERRC_BASE + 19)  /* name too long or with '/' or NUL */
+#define XMEM_EINVALIDNAME (XMEM_ERRC_BASE + 19)  /* name too long or with NUL; sent: also '/' */
 #define XMEM_ENOTMAPPABLE (XMEM_ERRC_BASE + 20)  /* an O_PATH or write-only fd to memory */
 
 /*

@@ -175,7 +175,7 @@ static void ordinary_and_errors(int a, int b)
 	CHECK_ERR(xmem_receive_request(b, name, 4), -ERANGE);
 	CHECK_ERR(xmem_send_error(a, ENOENT, "x"), 0);
 	CHECK_ERR(xmem_receive_request(b, name, sizeof(name)), -XMEM_EBADHEADER);
-	CHECK_ERR(xmem_send_request(a, "a/b"), -XMEM_EBADHEADER);
+	CHECK_ERR(xmem_send_request(a, "a/b"), -XMEM_EINVALIDNAME);
 
 	int efd = eventfd(0, EFD_CLOEXEC);
 	CHECK_ERR(xmem_send_request(efd, "x"), -XMEM_ENOTSEQPACKET);

@@ -8,12 +8,13 @@
 #   2. lintian on the result: any error fails (warnings are printed);
 #   3. checks each package holds what it should (libxmem0: the .so.0;
 #      libxmem-dev: headers, .pc, uapi header, libxmem.3, memfd_exclusive.2;
-#      xmem-tools: the three programs and their pages);
+#      xmem-tools: the four programs and their pages);
 #   4. unpacks the .debs into a scratch root (dpkg -x: the host's /usr is not
 #      touched) and builds examples/readme and tests/capi/owner.c from a
 #      directory of their own with pkg-config pointed at that root only,
 #      then runs them: the README's owner and receiver (3 rounds), and the
-#      installed xmem-vault, which must start and refuse an empty command line.
+#      installed xmem-vault, which must start and refuse an empty command line,
+#      and the installed xmem-agent's sandbox self-test.
 # --keep DIR copies the .debs and logs to DIR. Exit 0 when every step passed.
 set -euo pipefail
 
@@ -64,8 +65,8 @@ must_have libxmem0 '/usr/lib/x86_64-linux-gnu/libxmem\.so\.0$|/libxmem\.so\.0 ' 
 must_have libxmem-dev 'include/xmem/xmem\.hpp$' 'include/xmem/xmem\.h$' 'include/xmem/version\.h$' \
 	'include/xmem/uapi/linux/memfd_exclusive\.h$' 'pkgconfig/libxmem\.pc$' \
 	'man3/libxmem\.3\.gz$' 'man3/xmem_create\.3\.gz' 'man2/memfd_exclusive\.2\.gz$'
-must_have xmem-tools 'sbin/xmem-vault$' 'bin/xmem-sign$' 'bin/xmem-attack$' \
-	'man8/xmem-vault\.8\.gz$' 'man1/xmem-sign\.1\.gz$'
+must_have xmem-tools 'sbin/xmem-vault$' 'bin/xmem-sign$' 'bin/xmem-attack$' 'bin/xmem-agent$' \
+	'man8/xmem-vault\.8\.gz$' 'man1/xmem-sign\.1\.gz$' 'man1/xmem-agent\.1\.gz$'
 [ "$fail" = 0 ] || exit 1
 
 root=$work/root
@@ -106,6 +107,13 @@ vault=$?
 set -e
 echo "test-debs: installed xmem-vault with no arguments: exit $vault: $(head -1 "$work/vault.out")"
 [ "$vault" -eq 2 ] || { echo "test-debs: FAIL: want exit 2 (usage)" >&2; exit 1; }
+# The installed xmem-agent: its sandbox self-test must deny it a file we can read.
+set +e
+LD_LIBRARY_PATH=$lib "$root/usr/bin/xmem-agent" --sandbox-selftest "$work/build.log" >"$work/agent.out" 2>&1
+agent=$?
+set -e
+echo "test-debs: installed xmem-agent --sandbox-selftest: exit $agent: $(head -1 "$work/agent.out")"
+[ "$agent" -eq 0 ] || { cat "$work/agent.out"; echo "test-debs: FAIL: xmem-agent sandbox" >&2; exit 1; }
 
 if [ -n "$keep" ]; then
 	mkdir -p "$keep"

@@ -196,6 +196,10 @@ BOOST_AUTO_TEST_CASE(case04_too_large_or_invalid_batches_are_refused_before_send
 	bad.name = "a/b";
 	std::vector<borrowed_fd> some(300, borrowed_fd(0));
 	a.send_batch(bad, some, ec);
+	BOOST_TEST((ec == errc::invalid_name));
+	bad = memory_header();
+	bad.seals = seals(0x100);
+	a.send_batch(bad, some, ec);
 	BOOST_TEST((ec == errc::bad_header));
 	char c;
 	BOOST_TEST(::recv(b.fd().get(), &c, 1, MSG_DONTWAIT) == -1);

@@ -425,6 +425,32 @@ BOOST_AUTO_TEST_CASE(case07_unmappable_handles_and_other_non_memory_fds_are_reje
 	BOOST_TEST(test::open_fd_count() == before);
 }
 
+/* new-user report L2: a name the wire cannot carry is named as the problem. */
+BOOST_AUTO_TEST_CASE(names_too_long_for_a_message_say_so)
+{
+	auto [a, b] = channel::pair();
+	try {
+		a.send_request(std::string(100, 'x'));
+		BOOST_FAIL("a 100-byte name was sent");
+	} catch (const std::system_error &e) {
+		const std::string what = e.what();
+		BOOST_TEST((e.code() == errc::invalid_name));
+		BOOST_TEST(what.find("its name is 100 bytes; at most 63") != what.npos, what);
+	}
+	try {
+		a.send_request("a/b");
+		BOOST_FAIL("a name with '/' was sent");
+	} catch (const std::system_error &e) {
+		const std::string what = e.what();
+		BOOST_TEST(what.find("its name is 3 bytes, with a '/'") != what.npos, what);
+	}
+	/* Nothing went: the peer sees the next, valid request first. */
+	a.send_request(std::string(wire::name_max, 'k'));
+	std::error_code ec;
+	BOOST_TEST(b.receive_request(ec) == std::string(wire::name_max, 'k'));
+	BOOST_TEST(!ec);
+}
+
 BOOST_AUTO_TEST_CASE(case08_size_differs_or_zero)
 {
 	auto [a, b] = channel::pair();
@@ -442,6 +468,17 @@ BOOST_AUTO_TEST_CASE(case08_size_differs_or_zero)
 		a.send_memory(mem, "small");
 		b.receive_memory(want_more, ec);
 		BOOST_TEST((ec == errc::size_mismatch));
+
+		/* The exception names what arrived, not only what was wanted. */
+		a.send_memory(mem, "small");
+		try {
+			b.receive_memory(want_more);
+			BOOST_FAIL("memory smaller than required accepted");
+		} catch (const std::system_error &e) {
+			const std::string what = e.what();
+			BOOST_TEST(what.find("required: 8192 bytes") != what.npos, what);
+			BOOST_TEST(what.find("received 4096 bytes, seals none") != what.npos, what);
+		}
 
 		/* size 0: memory never sized */
 		unique_fd unsized(::memfd_create("unsized", MFD_CLOEXEC));
@@ -477,6 +514,16 @@ BOOST_AUTO_TEST_CASE(case09_promised_or_required_seals_must_be_there)
 			a.send_memory(s, "s");
 			b.receive_memory(rs, ec);
 			BOOST_TEST((ec == errc::missing_seals));
+			a.send_memory(s, "s");
+			try {
+				b.receive_memory(rs);
+				BOOST_FAIL("memfd_secret accepted as sealed");
+			} catch (const std::system_error &e) {
+				const std::string what = e.what();
+				BOOST_TEST(what.find("received 4096 bytes, seals none "
+						     "(memfd_secret has no seals)") != what.npos,
+					   what);
+			}
 		}
 
 		mem.add_seals(seals(seals::shrink));

@@ -310,3 +310,28 @@ BOOST_AUTO_TEST_CASE(probe_matches_the_marker)
 	BOOST_TEST(to_string(backend::secret) == "memfd_secret");
 	BOOST_TEST(to_string(backend::ordinary) == "memfd_create");
 }
+
+/*
+ * new-user report L4: requiring memfd_exclusive where only memfd_secret exists
+ * said that neither backend was available. The message now agrees with its
+ * context. Where memfd_exclusive exists (the VM), requiring it must succeed.
+ */
+BOOST_AUTO_TEST_CASE(required_backend_absent_is_named_without_contradiction)
+{
+	create_options o;
+	o.require = backend::exclusive;
+	if (probe_kernel().exclusive) {
+		BOOST_TEST((memory::create("req", 4096, o).backend() == backend::exclusive));
+		return;
+	}
+	try {
+		memory::create("req", 4096, o);
+		BOOST_FAIL("memfd_exclusive required and created without it");
+	} catch (const std::system_error &e) {
+		const std::string what = e.what();
+		BOOST_TEST((e.code() == errc::no_backend));
+		BOOST_TEST(what.find("required backend memfd_exclusive") != what.npos, what);
+		BOOST_TEST(what.find("no backend the options allow is available") != what.npos, what);
+		BOOST_TEST(what.find("neither") == what.npos, what);
+	}
+}

@@ -1,0 +1,1477 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * xmem-agent: an ssh-agent (draft-miller-ssh-agent, OpenSSH PROTOCOL.agent)
+ * whose private keys live only in exclusive memory (memfd_exclusive, or
+ * memfd_secret on a stock kernel), for the OpenSSH clients people already
+ * use (SSH_AUTH_SOCK: ssh, ssh-add, ssh-keygen -Y).
+ *
+ *   xmem-agent [-c | -s] [-Dd] [-a SOCKET] [-t LIFE]
+ *   xmem-agent [-c | -s] -k
+ *
+ * Two processes per key added (docs/agent.md):
+ *  - the signer (this process): the socket, the event loop serving every
+ *    client at once (epoll, non-blocking), the keys (each a page of
+ *    exclusive memory it maps), signing (libsodium), lock state. It never
+ *    parses a private key: ADD_IDENTITY bodies go, as the fd of the
+ *    exclusive memory they were received into, to
+ *  - a parser (parser.hpp), a fresh sandboxed process per ADD request,
+ *    which returns the key as a sealed page of exclusive memory
+ *    (SCM_RIGHTS, libxmem's verified receive) or a refusal.
+ *
+ * Every message body is received straight into an exclusive mapping: a
+ * page per client for bodies up to 4 KiB, a region of its own for larger
+ * ones and for every ADD request. Only the 5-byte frame header (length and
+ * type) passes through ordinary memory. Key pages are wiped with
+ * sodium_memzero() when removed, expired, replaced or at exit.
+ */
+
+#include "../common/cli.hpp"
+#include "agent_proto.hpp"
+#include "key_record.hpp"
+#include "parser.hpp"
+#include "sandbox.hpp"
+
+#include <xmem/xmem.hpp>
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef XMEM_VERSION
+#define XMEM_VERSION "unknown"
+#endif
+
+using namespace std::chrono_literals;
+using namespace xmem::agent;
+using xmem_examples::escaped;
+using xmem_examples::usage_error;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char *usage_text =
+	"usage: xmem-agent [-c | -s] [-Dd] [-a SOCKET] [-t LIFE]\n"
+	"       xmem-agent [-c | -s] -k\n"
+	"  -a SOCKET  listen on SOCKET (default $TMPDIR/xmem-agent-XXXXXX/agent.PID)\n"
+	"  -c         print C-shell commands (default when $SHELL ends in csh)\n"
+	"  -s         print Bourne shell commands\n"
+	"  -D         stay in the foreground\n"
+	"  -d         debug: stay in the foreground and log every request to stderr\n"
+	"  -k         kill the agent named by $SSH_AGENT_PID\n"
+	"  -t LIFE    default lifetime of added keys (seconds, or 1h30m as sshd_config(5))\n"
+	"  --help     this text; --version the version\n";
+
+/* Clients connected at once, at most; fewer when RLIMIT_NOFILE is low (fd_reserve). */
+constexpr std::size_t max_clients = 1024;
+/* Keys held at once; more ADD requests get FAILURE. */
+constexpr std::size_t max_keys = 256;
+/* Bodies up to this many bytes go to the client's own page of exclusive memory. */
+constexpr std::size_t small_body = 4096;
+/*
+ * A larger body (and every ADD body) gets a region of its own, at first
+ * of at most this many bytes; it doubles as the bytes arrive, so memory
+ * held for a half-sent message is at most twice what was sent plus this.
+ */
+constexpr std::size_t first_region = 16384;
+/* Exclusive memory for regions of bodies being received, all clients / one uid. */
+constexpr std::size_t body_budget = 4 << 20;
+constexpr std::size_t uid_body_budget = 3 << 20;
+/* A started message must be complete within this (slow loris). */
+constexpr auto message_deadline = 10000ms;
+/* A client leaving a reply unread (no byte taken) this long is closed. */
+constexpr auto unread_deadline = 30000ms;
+/* How long a parser may take for one key, and then to exit. */
+constexpr auto parser_timeout = 5000ms;
+constexpr auto parser_exit_timeout = 1000ms;
+/*
+ * Parsers working at once (as many again may be exiting); an ADD beyond
+ * them waits, its client not read, until one is done.
+ */
+constexpr std::size_t max_parsers = 4;
+/* fds kept out of the clients' share: stdio, listener, epoll, signals, parsers. */
+constexpr std::size_t fd_reserve = 16 + 6 * max_parsers;
+/* Failed UNLOCKs: the reply waits 100 ms x failures (at most 100), as OpenSSH. */
+constexpr auto unlock_delay_step = 100ms;
+constexpr unsigned max_unlock_failures = 100;
+
+struct options {
+	std::string socket;
+	bool foreground = false;
+	bool debug = false;
+	bool kill = false;
+	int shell = 0;	/* 0: from $SHELL, 1: sh, 2: csh */
+	std::optional<std::uint32_t> lifetime;
+	parser_hook hook;
+	/* --test-deadline=MS (tests/agent): message_deadline and unread_deadline. */
+	std::optional<std::chrono::milliseconds> test_deadline;
+};
+
+bool debug_log = false;
+
+void log(const std::string &line)
+{
+	std::fprintf(stderr, "xmem-agent: %s\n", line.c_str());
+}
+
+void debug(const std::string &line)
+{
+	if (debug_log)
+		log(line);
+}
+
+std::string printable(bytes b)
+{
+	return escaped(std::string_view(reinterpret_cast<const char *>(b.data()), b.size()));
+}
+
+/*
+ * A lifetime as sshd_config(5) TIME FORMATS: a number of seconds, or
+ * numbers each followed by s, m, h, d or w ("1h30m"). Throws usage_error.
+ */
+std::uint32_t parse_lifetime(const std::string &text)
+{
+	std::uint64_t total = 0;
+	std::uint64_t n = 0;
+	bool digits = false;
+
+	if (text.empty())
+		throw usage_error("-t: empty lifetime");
+	for (std::size_t i = 0; i <= text.size(); i++) {
+		const char c = i < text.size() ? text[i] : 's';
+		if (c >= '0' && c <= '9') {
+			n = n * 10 + static_cast<unsigned>(c - '0');
+			digits = true;
+			if (n > UINT32_MAX)
+				break;
+			continue;
+		}
+		if (!digits) {
+			if (i == text.size())
+				break;
+			throw usage_error("-t: bad lifetime '" + text + "'");
+		}
+		std::uint64_t unit = 0;
+		switch (c) {
+		case 's': case 'S': unit = 1; break;
+		case 'm': case 'M': unit = 60; break;
+		case 'h': case 'H': unit = 3600; break;
+		case 'd': case 'D': unit = 86400; break;
+		case 'w': case 'W': unit = 604800; break;
+		default: throw usage_error("-t: bad lifetime '" + text + "'");
+		}
+		total += n * unit;
+		n = 0;
+		digits = false;
+		if (total > UINT32_MAX)
+			break;
+	}
+	if (total > UINT32_MAX)
+		throw usage_error("-t: lifetime '" + text + "' too long");
+	if (total == 0)
+		throw usage_error("-t: lifetime must be at least one second");
+	return static_cast<std::uint32_t>(total);
+}
+
+/*
+ * A key the signer holds: its page of exclusive memory, mapped, and what
+ * is public. The memory's fd is closed here: the mapping keeps it alive.
+ */
+class key_entry
+{
+public:
+	key_entry(xmem::memory /* closed on return */, xmem::mapping map) : map_(std::move(map))
+	{
+		const key_record &r = record();
+		blob_ = ed25519_key_blob(bytes(reinterpret_cast<const std::byte *>(r.public_key),
+					      ed25519_public_size));
+		comment_.assign(reinterpret_cast<const std::byte *>(r.comment),
+				reinterpret_cast<const std::byte *>(r.comment) + r.comment_len);
+	}
+	key_entry(const key_entry &) = delete;
+	key_entry &operator=(const key_entry &) = delete;
+	~key_entry() { wipe(); }
+
+	[[nodiscard]] const key_record &record() const noexcept
+	{
+		return *reinterpret_cast<const key_record *>(map_.data());
+	}
+	[[nodiscard]] bytes blob() const noexcept { return blob_; }
+	[[nodiscard]] bytes comment() const noexcept { return comment_; }
+
+	/* Zeroes the page and lets it go (munmap, close: the kernel frees it). */
+	void wipe() noexcept
+	{
+		if (map_.valid())
+			sodium_memzero(map_.data(), map_.size());
+		map_.unmap();
+	}
+
+	std::optional<steady::time_point> expiry;
+
+private:
+	xmem::mapping map_;
+	std::vector<std::byte> blob_;
+	std::vector<std::byte> comment_;
+};
+
+/*
+ * Exclusive memory to receive one body into. Its fd is kept only while
+ * something needs it (an ADD body, sent to the parser); otherwise the
+ * mapping alone keeps the memory alive.
+ */
+struct body_buffer {
+	xmem::memory mem;
+	xmem::mapping map;
+	std::size_t charged = 0;	/* bytes counted against the body budget */
+};
+
+body_buffer make_buffer(const char *name, std::size_t size, bool keep_fd)
+{
+	body_buffer b;
+	xmem::memory mem = xmem::memory::create(name, size);
+	b.map = xmem::mapping::map(mem, xmem::access::read_write);
+	if (keep_fd)
+		b.mem = std::move(mem);
+	return b;
+}
+
+std::size_t page_round(std::size_t n)
+{
+	return (n + 4095) & ~std::size_t(4095);
+}
+
+struct client {
+	std::uint64_t id = 0;
+	xmem::unique_fd fd;
+	xmem::peer_credentials cred{};
+	std::array<std::uint8_t, 5> header{};	/* length (4), type (1): not secret */
+	std::size_t header_got = 0;
+	std::uint32_t length = 0;		/* body bytes, type included */
+	body_buffer small;			/* this client's page, made at its first body */
+	body_buffer large;			/* the body when it is not in @small */
+	std::byte *body = nullptr;		/* where this body is received */
+	std::size_t body_got = 0;
+	std::optional<steady::time_point> message_by;	/* a started message must be whole by then */
+	std::vector<std::byte> out;		/* replies (public data only) */
+	std::size_t out_off = 0;
+	steady::time_point out_moved{};		/* when a byte of @out was last taken */
+	/* A reply is pending: a parser runs for it, or a failed UNLOCK waits. Not read meanwhile. */
+	bool busy = false;
+	bool add_queued = false;			/* its ADD waits for a parser */
+	std::optional<steady::time_point> reply_at;	/* the failed UNLOCK's FAILURE is sent then */
+};
+
+/* A parser at work on one client's ADD request (its fds are in the epoll set). */
+struct parser_run {
+	std::uint64_t client = 0;
+	std::string what;			/* the request's name, for the log */
+	pid_t pid = -1;
+	xmem::channel channel;			/* until it answers */
+	xmem::unique_fd pidfd;			/* readable when it has exited */
+	xmem::unique_fd errors;			/* its stderr (a pipe): its log lines */
+	steady::time_point deadline;		/* to answer, then to exit */
+	bool answered = false;
+	std::size_t logged = 0;			/* bytes of @errors copied to the log */
+};
+
+/* epoll data: (id << 2) | what. Listener and signals are ids 0 and 1. */
+enum : std::uint64_t { ev_client = 0, ev_parser_channel = 1, ev_parser_exit = 2, ev_parser_errors = 3 };
+
+class agent
+{
+public:
+	agent(options opts, xmem::unique_fd listen_fd) : opts_(std::move(opts)), listen_(std::move(listen_fd))
+	{
+		if (opts_.test_deadline)
+			message_deadline_ = unread_deadline_ = *opts_.test_deadline;
+	}
+
+	int run();
+
+private:
+	void on_accept();
+	void on_client(client &c, std::uint32_t events);
+	bool read_message(client &c);	/* false: close it */
+	bool flush(client &c);		/* false: close it */
+	void queue_reply(client &c, const std::vector<std::byte> &reply);
+	void update_events(client &c);
+	void close_client(std::uint64_t id, const std::string &why);
+	bool reserve_body(client &c, body_buffer &b, std::size_t size);
+	void release_body(client &c, body_buffer &b);
+	bool grow_large(client &c);
+	void wipe_large(client &c);
+	std::optional<std::vector<std::byte>> handle(client &c, bytes body);
+	std::optional<std::vector<std::byte>> start_add(client &c, bytes body);
+	void on_parser(std::uint64_t id, std::uint64_t what);
+	std::vector<std::byte> adopt_key(parser_run &p, xmem::message &m);
+	void finish_parser(std::uint64_t id, const std::vector<std::byte> &reply);
+	void reap_parser(std::uint64_t id, bool kill);
+	void drain_errors(parser_run &p);
+	void start_queued();
+	std::optional<std::vector<std::byte>> handle_lock(client &c, const lock_request &l);
+	void on_timers();
+	void expire();
+	int next_timeout_ms() const;
+	key_entry *find(bytes blob);
+	void remove_key(std::list<key_entry>::iterator it, const char *why);
+	void watch(int fd, std::uint64_t id, std::uint64_t what, std::uint32_t events);
+
+	options opts_;
+	xmem::unique_fd listen_;
+	xmem::unique_fd epoll_;
+	xmem::unique_fd signals_;
+	std::map<std::uint64_t, std::unique_ptr<client>> clients_;
+	std::map<std::uint64_t, parser_run> parsers_;
+	std::deque<std::uint64_t> add_queue_;	/* clients whose ADD waits for a parser */
+	std::uint64_t next_id_ = 2;	/* 0: the listener, 1: the signal fd */
+	std::size_t client_limit_ = max_clients;
+	std::list<key_entry> keys_;
+	/* Lock: salt (16) || BLAKE2b-256 of the passphrase keyed with it (32). */
+	body_buffer lock_;
+	bool locked_ = false;
+	unsigned unlock_failures_ = 0;
+	steady::time_point unlock_refused_until_{};
+	std::size_t body_used_ = 0;
+	std::map<uid_t, std::size_t> uid_body_used_;
+	std::chrono::milliseconds message_deadline_ = message_deadline;
+	std::chrono::milliseconds unread_deadline_ = unread_deadline;
+};
+
+void agent::watch(int fd, std::uint64_t id, std::uint64_t what, std::uint32_t events)
+{
+	struct epoll_event ev{};
+	ev.events = events;
+	ev.data.u64 = (id << 2) | what;
+	if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0)
+		throw std::system_error(errno, std::generic_category(), "epoll_ctl");
+}
+
+key_entry *agent::find(bytes blob)
+{
+	for (key_entry &k : keys_)
+		if (k.blob().size() == blob.size() &&
+		    std::equal(blob.begin(), blob.end(), k.blob().begin()))
+			return &k;
+	return nullptr;
+}
+
+void agent::remove_key(std::list<key_entry>::iterator it, const char *why)
+{
+	log(std::string("key '") + printable(it->comment()) + "' " + why + ", wiped");
+	keys_.erase(it);
+}
+
+void agent::expire()
+{
+	const auto now = steady::now();
+	for (auto it = keys_.begin(); it != keys_.end();) {
+		auto next = std::next(it);
+		if (it->expiry && *it->expiry <= now)
+			remove_key(it, "expired");
+		it = next;
+	}
+}
+
+int agent::next_timeout_ms() const
+{
+	std::optional<steady::time_point> first;
+	auto consider = [&first](steady::time_point t) {
+		if (!first || t < *first)
+			first = t;
+	};
+	for (const key_entry &k : keys_)
+		if (k.expiry)
+			consider(*k.expiry);
+	for (const auto &[id, p] : parsers_)
+		consider(p.deadline);
+	for (const auto &[id, c] : clients_) {
+		if (c->message_by)
+			consider(*c->message_by);
+		if (c->reply_at)
+			consider(*c->reply_at);
+		if (c->out_off < c->out.size())
+			consider(c->out_moved + unread_deadline_);
+	}
+	if (!first)
+		return -1;
+	const auto left = std::chrono::ceil<std::chrono::milliseconds>(*first - steady::now());
+	return static_cast<int>(std::clamp<std::int64_t>(left.count(), 0, 3600 * 1000));
+}
+
+/*
+ * Makes @b, @size bytes for @c's body. A region (not a client's own page,
+ * which the client limit bounds) is counted, page-rounded, against the
+ * budgets; when they are spent the message is refused (false: close it).
+ */
+bool agent::reserve_body(client &c, body_buffer &b, std::size_t size)
+{
+	const bool region = &b != &c.small;
+	const std::size_t need = region ? page_round(size) : 0;
+	const uid_t uid = c.cred.uid;
+	if (body_used_ + need > body_budget || uid_body_used_[uid] + need > uid_body_budget) {
+		log("client " + std::to_string(c.id) + ": refused a " + std::to_string(c.length) +
+		    "-byte message: the body memory budget is spent (" + std::to_string(body_used_) +
+		    " of " + std::to_string(body_budget) + " bytes in use, " +
+		    std::to_string(uid_body_used_[uid]) + " of " + std::to_string(uid_body_budget) +
+		    " by uid " + std::to_string(uid) + ")");
+		return false;
+	}
+	const std::uint8_t type = c.header[4];
+	const bool add = type == msg::add_identity || type == msg::add_id_constrained;
+	try {
+		b = make_buffer(!region ? "xmem-agent-client" : add ? "xmem-agent-add" : "xmem-agent-message",
+				size, add && region);
+	} catch (const std::exception &e) {
+		log("client " + std::to_string(c.id) + ": no exclusive memory for a " +
+		    std::to_string(c.length) + "-byte message: " + e.what());
+		return false;
+	}
+	b.charged = need;
+	body_used_ += need;
+	uid_body_used_[uid] += need;
+	return true;
+}
+
+void agent::release_body(client &c, body_buffer &b)
+{
+	if (b.map.valid())
+		sodium_memzero(b.map.data(), b.map.size());
+	body_used_ -= b.charged;
+	uid_body_used_[c.cred.uid] -= b.charged;
+	b = body_buffer();
+}
+
+/* @c.large is full but the body is not: a region twice as large (or of the whole body). */
+bool agent::grow_large(client &c)
+{
+	const std::size_t size = std::min<std::size_t>(c.length, 2 * c.large.map.size());
+	body_buffer bigger;
+	if (!reserve_body(c, bigger, size))
+		return false;
+	std::memcpy(bigger.map.data(), c.large.map.data(), c.body_got);
+	release_body(c, c.large);
+	c.large = std::move(bigger);
+	c.body = c.large.map.data();
+	return true;
+}
+
+/* Wipes and lets go the body region (an ADD's is unmapped while a parser reads it). */
+void agent::wipe_large(client &c)
+{
+	if (c.large.mem.valid() && !c.large.map.valid()) {
+		std::error_code ec;
+		c.large.map = xmem::mapping::map(c.large.mem, xmem::access::read_write, ec);
+	}
+	release_body(c, c.large);
+}
+
+/*
+ * Hands the ADD body in @c.large (its own exclusive memory) to a fresh
+ * parser; the reply comes when it answers (on_parser), and the loop
+ * serves the other clients meanwhile.
+ */
+std::optional<std::vector<std::byte>> agent::start_add(client &c, bytes body)
+{
+	const std::string what = message_name(std::to_integer<std::uint8_t>(body[0]));
+	if (keys_.size() >= max_keys) {
+		log(what + ": refused, " + std::to_string(max_keys) + " keys held already");
+		return encode_status(false);
+	}
+	const auto working = static_cast<std::size_t>(std::count_if(
+		parsers_.begin(), parsers_.end(), [](const auto &p) { return !p.second.answered; }));
+	if (working >= max_parsers || parsers_.size() >= 2 * max_parsers) {
+		debug(what + ": waits for a parser (" + std::to_string(parsers_.size()) + " running)");
+		c.busy = true;
+		c.add_queued = true;
+		add_queue_.push_back(c.id);
+		return std::nullopt;
+	}
+	auto [mine, theirs] = xmem::channel::pair();
+	/* The parser's stderr: a pipe whose lines the signer logs. */
+	int errpipe[2];
+	if (::pipe2(errpipe, O_CLOEXEC) < 0) {
+		log(what + ": pipe: " + std::strerror(errno));
+		return encode_status(false);
+	}
+	xmem::unique_fd err_read(errpipe[0]), err_write(errpipe[1]);
+	const pid_t pid = ::fork();
+	if (pid < 0) {
+		log(what + ": fork: " + std::strerror(errno));
+		return encode_status(false);
+	}
+	if (pid == 0) {
+		/*
+		 * The child: nothing of the signer's but the channel survives
+		 * exec; stdin and stdout are /dev/null, stderr the pipe.
+		 */
+		sigset_t none;
+		sigemptyset(&none);
+		::sigprocmask(SIG_SETMASK, &none, nullptr);
+		const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null < 0 || ::dup2(null, 0) < 0 || ::dup2(null, 1) < 0 ||
+		    ::dup2(err_write.get(), 2) < 0)
+			::_exit(127);
+		const int fd = theirs.fd().get();
+		::fcntl(fd, F_SETFD, 0);
+		const std::string fdarg = std::to_string(fd);
+		const std::string hookarg = opts_.hook.kind.empty() ? "" :
+			"--test-parser-hook=" + opts_.hook.kind + ":" + opts_.hook.arg;
+		const char *argv[] = {"xmem-agent", "--parser", fdarg.c_str(),
+				      hookarg.empty() ? nullptr : hookarg.c_str(), nullptr};
+		::execv("/proc/self/exe", const_cast<char *const *>(argv));
+		::_exit(127);
+	}
+	theirs = xmem::channel();
+	err_write.reset();
+	(void)::fcntl(err_read.get(), F_SETFL, O_NONBLOCK);
+
+	const std::uint64_t id = next_id_++;
+	parser_run &p = parsers_[id];
+	p.client = c.id;
+	p.what = what;
+	p.pid = pid;
+	p.pidfd = xmem::unique_fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+	p.errors = std::move(err_read);
+	p.deadline = steady::now() + parser_timeout;
+	try {
+		mine.send_memory(c.large.mem, "add");
+		c.large.map.unmap();	/* the parser reads it; finish_parser() wipes it after */
+	} catch (const std::system_error &e) {
+		/* The parser went before it took the request: reaped, FAILURE. */
+		log(what + ": no answer from the parser (" + e.code().message() + ")");
+		parsers_.erase(id);
+		::kill(pid, SIGKILL);
+		int st;
+		::waitpid(pid, &st, 0);
+		return encode_status(false);
+	}
+	p.channel = std::move(mine);
+	c.busy = true;
+	try {
+		watch(p.channel.fd().get(), id, ev_parser_channel, EPOLLIN);
+		watch(p.errors.get(), id, ev_parser_errors, EPOLLIN);
+	} catch (const std::exception &e) {
+		/* Its deadline, now: on_timers() answers FAILURE and kills it. */
+		log(what + ": " + e.what());
+		p.deadline = steady::now();
+	}
+	return std::nullopt;
+}
+
+/* A parser is done: the ADDs that wait for one start, in order. */
+void agent::start_queued()
+{
+	while (!add_queue_.empty() && parsers_.size() < 2 * max_parsers) {
+		auto it = clients_.find(add_queue_.front());
+		add_queue_.pop_front();
+		if (it == clients_.end() || !it->second->add_queued)
+			continue;	/* gone meanwhile */
+		client &c = *it->second;
+		c.add_queued = false;
+		c.busy = false;
+		std::optional<std::vector<std::byte>> reply;
+		try {
+			reply = start_add(c, bytes(c.large.map.data(), c.large.map.size()));
+		} catch (const std::exception &e) {
+			log("client " + std::to_string(c.id) + ": " + e.what() + "; FAILURE");
+			reply = encode_status(false);
+		}
+		if (c.add_queued)
+			break;	/* still no room: it is queued again (at the back; rare) */
+		if (!reply)
+			continue;	/* its parser runs */
+		wipe_large(c);
+		queue_reply(c, *reply);
+		if (!flush(c))
+			close_client(c.id, "");
+		else
+			update_events(c);
+	}
+}
+
+void agent::drain_errors(parser_run &p)
+{
+	char buf[4096];
+	for (;;) {
+		const ssize_t n = p.errors ? ::read(p.errors.get(), buf, sizeof(buf)) : 0;
+		if (n <= 0) {
+			if (n == 0 && p.errors) {
+				::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, p.errors.get(), nullptr);
+				p.errors.reset();
+			}
+			return;
+		}
+		/* A parser's log is short; a flood of it is dropped past 64 KiB. */
+		if (p.logged < 65536)
+			(void)!::write(2, buf, std::min<std::size_t>(static_cast<std::size_t>(n), 65536 - p.logged));
+		p.logged += static_cast<std::size_t>(n);
+	}
+}
+
+std::vector<std::byte> agent::adopt_key(parser_run &p, xmem::message &m)
+{
+	const std::string &what = p.what;
+	std::vector<std::byte> reply = encode_status(false);
+	std::error_code ec;
+	if (m.header.kind == xmem::wire::kind::error) {
+		if (m.header.name == parse_refusal::confirm)
+			log(what + ": refused: the confirm constraint is not supported "
+			    "(xmem-agent has no way to ask the user)");
+		else if (m.header.name.rfind(parse_refusal::key_type, 0) == 0)
+			log(what + ": refused: " + escaped(m.header.name) +
+			    " (only Ed25519 keys can be held whole in exclusive memory; docs/agent.md)");
+		else
+			log(what + ": refused by the parser: " + escaped(m.header.name) + " (" +
+			    std::strerror(m.header.error) + ")");
+	} else if (m.header.kind == xmem::wire::kind::memory && m.fds.size() == 1) {
+		xmem::requirements req;
+		req.size = key_memory_size;
+		if (xmem::probe_kernel().exclusive) {
+			req.accept_secret = false;
+			req.seals = xmem::seals(xmem::seals::shrink | xmem::seals::grow | xmem::seals::seal);
+		}
+		xmem::received_memory got = xmem::verify_memory(std::move(m.fds[0]), m.header, req, ec);
+		xmem::mapping map;
+		if (!ec)
+			map = xmem::mapping::map(got.memory, xmem::access::read_write, ec);
+		const auto *rec = map.valid() ? reinterpret_cast<const key_record *>(map.data()) : nullptr;
+		if (ec) {
+			log(what + ": the parser's key memory: " + ec.message());
+		} else if (rec->magic != key_record_magic || rec->version != key_record_version ||
+			   rec->comment_len > max_comment) {
+			sodium_memzero(map.data(), map.size());
+			log(what + ": the parser's key record is malformed");
+		} else {
+			/*
+			 * As OpenSSH (parse_key_constraints: death = now +
+			 * seconds): a lifetime constraint, 0 included, replaces
+			 * -t; a lifetime of 0 expires the key at once, before
+			 * any use of it.
+			 */
+			std::optional<std::uint32_t> life;
+			if (rec->flags & key_record_has_lifetime)
+				life = rec->lifetime;
+			else
+				life = opts_.lifetime;
+			const auto backend = got.backend.value_or(xmem::backend::ordinary);
+			keys_.emplace_back(std::move(got.memory), std::move(map));
+			key_entry &k = keys_.back();
+			if (life)
+				k.expiry = steady::now() + std::chrono::seconds(*life);
+			for (auto it = keys_.begin(); it != std::prev(keys_.end()); ++it) {
+				if (std::equal(it->blob().begin(), it->blob().end(),
+					       k.blob().begin(), k.blob().end())) {
+					remove_key(it, "replaced by the same key added again");
+					break;
+				}
+			}
+			log(what + ": added Ed25519 key '" + printable(k.comment()) + "'" +
+			    (life ? " for " + std::to_string(*life) + " s" : "") +
+			    " in " + std::string(xmem::to_string(backend)));
+			reply = encode_status(true);
+		}
+	} else {
+		log(what + ": unexpected answer from the parser");
+	}
+	return reply;
+}
+
+/* The parser answered (or will not): the client gets @reply and is read again. */
+void agent::finish_parser(std::uint64_t id, const std::vector<std::byte> &reply)
+{
+	parser_run &p = parsers_.at(id);
+	p.answered = true;
+	if (p.channel.valid()) {
+		::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, p.channel.fd().get(), nullptr);
+		p.channel = xmem::channel();
+	}
+	p.deadline = steady::now() + parser_exit_timeout;
+	if (p.pidfd)
+		watch(p.pidfd.get(), id, ev_parser_exit, EPOLLIN);
+	auto it = clients_.find(p.client);
+	if (it == clients_.end()) {
+		start_queued();	/* it left meanwhile */
+		return;
+	}
+	client &c = *it->second;
+	wipe_large(c);
+	c.busy = false;
+	queue_reply(c, reply);
+	if (!flush(c))
+		close_client(c.id, "");
+	else
+		update_events(c);
+	start_queued();
+}
+
+/* Reaps a parser that answered: it exits; one that does not is killed. */
+void agent::reap_parser(std::uint64_t id, bool kill)
+{
+	parser_run &p = parsers_.at(id);
+	int status = 0;
+	pid_t r = ::waitpid(p.pid, &status, WNOHANG);
+	if (r == 0 && !kill)
+		return;
+	if (r == 0) {
+		log(p.what + ": the parser did not exit; killed");
+		::kill(p.pid, SIGKILL);
+		r = ::waitpid(p.pid, &status, 0);
+	}
+	drain_errors(p);
+	if (r == p.pid && WIFSIGNALED(status))
+		log(p.what + ": the parser died of signal " + std::to_string(WTERMSIG(status)) +
+		    " (" + strsignal(WTERMSIG(status)) + "); only this request failed");
+	else if (r == p.pid && WIFEXITED(status) && WEXITSTATUS(status) != 0)
+		log(p.what + ": the parser exited with status " + std::to_string(WEXITSTATUS(status)));
+	for (int fd : {p.pidfd.get(), p.errors.get()})
+		if (fd >= 0)
+			::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+	parsers_.erase(id);
+	start_queued();
+}
+
+void agent::on_parser(std::uint64_t id, std::uint64_t what)
+{
+	auto it = parsers_.find(id);
+	if (it == parsers_.end())
+		return;
+	parser_run &p = it->second;
+	if (what == ev_parser_errors) {
+		drain_errors(p);
+		return;
+	}
+	if (what == ev_parser_exit) {
+		reap_parser(id, false);
+		return;
+	}
+	/* Its channel is readable: the answer, or its end. */
+	std::error_code ec;
+	xmem::message m = p.channel.receive(ec);
+	std::vector<std::byte> reply = encode_status(false);
+	if (ec)
+		log(p.what + ": no answer from the parser (" + ec.message() + ")");
+	else
+		reply = adopt_key(p, m);
+	finish_parser(id, reply);
+}
+
+std::optional<std::vector<std::byte>> agent::handle_lock(client &c, const lock_request &l)
+{
+	auto *salt = reinterpret_cast<unsigned char *>(lock_.map.data());
+	unsigned char *stored = salt + 16;
+	unsigned char h[32];
+	const auto *pass = reinterpret_cast<const unsigned char *>(l.passphrase.data());
+
+	if (l.lock) {
+		if (locked_) {
+			log("LOCK: already locked");
+			return encode_status(false);
+		}
+		randombytes_buf(salt, 16);
+		crypto_generichash(stored, 32, pass, l.passphrase.size(), salt, 16);
+		locked_ = true;
+		log("locked");
+		return encode_status(true);
+	}
+	if (!locked_) {
+		log("UNLOCK: not locked");
+		return encode_status(false);
+	}
+	const auto now = steady::now();
+	if (now < unlock_refused_until_) {
+		/* A failed attempt's delay runs: no guess is tried until it ends. */
+		log("UNLOCK: refused unchecked, the delay after failure " + std::to_string(unlock_failures_) +
+		    " ends in " +
+		    std::to_string(std::chrono::ceil<std::chrono::milliseconds>(unlock_refused_until_ - now).count()) +
+		    " ms");
+		return encode_status(false);
+	}
+	crypto_generichash(h, sizeof(h), pass, l.passphrase.size(), salt, 16);
+	const bool match = sodium_memcmp(h, stored, sizeof(h)) == 0;	/* constant time */
+	sodium_memzero(h, sizeof(h));
+	if (!match) {
+		/* As OpenSSH's process_lock_agent(), 0.1 s x failures, but the loop goes on. */
+		if (unlock_failures_ < max_unlock_failures)
+			unlock_failures_++;
+		const auto delay = unlock_delay_step * unlock_failures_;
+		unlock_refused_until_ = now + delay;
+		log("UNLOCK: wrong passphrase (failure " + std::to_string(unlock_failures_) +
+		    "); FAILURE in " + std::to_string(delay.count()) + " ms");
+		c.busy = true;
+		c.reply_at = unlock_refused_until_;
+		return std::nullopt;
+	}
+	sodium_memzero(lock_.map.data(), 48);
+	locked_ = false;
+	unlock_failures_ = 0;
+	log("unlocked");
+	return encode_status(true);
+}
+
+/* The reply to @body, or nullopt when it comes later (a parser, a failed UNLOCK's delay). */
+std::optional<std::vector<std::byte>> agent::handle(client &c, bytes body)
+{
+	const std::uint8_t type = std::to_integer<std::uint8_t>(body[0]);
+	debug("client " + std::to_string(c.id) + ": " + message_name(type) + ", " +
+	      std::to_string(body.size()) + " bytes");
+
+	/* Before every use of a key: an expired one is wiped, not used. */
+	expire();
+	if (locked_ && type != msg::unlock) {
+		/* As OpenSSH: while locked, no identities and every other request fails. */
+		if (type == msg::request_identities && body.size() == 1)
+			return encode_identities({});
+		debug(message_name(type) + ": refused, the agent is locked");
+		return encode_status(false);
+	}
+	if (type == msg::add_identity || type == msg::add_id_constrained)
+		return start_add(c, body);
+
+	request req;
+	try {
+		req = decode_request(body);
+	} catch (const protocol_error &e) {
+		log("client " + std::to_string(c.id) + ": " + e.what() + "; FAILURE");
+		return encode_status(false);
+	}
+	if (std::holds_alternative<request_identities>(req)) {
+		std::vector<identity> ids;
+		for (const key_entry &k : keys_)
+			ids.push_back({k.blob(), k.comment()});
+		return encode_identities(ids);
+	}
+	if (auto *s = std::get_if<sign_request>(&req)) {
+		key_entry *k = find(s->key_blob);
+		if (!k) {
+			debug("SIGN_REQUEST: no such key");
+			return encode_status(false);
+		}
+		unsigned char sig[ed25519_signature_size];
+		crypto_sign_detached(sig, nullptr,
+				     reinterpret_cast<const unsigned char *>(s->data.data()),
+				     s->data.size(), k->record().secret_key);
+		debug("SIGN_REQUEST: signed " + std::to_string(s->data.size()) + " bytes with '" +
+		      printable(k->comment()) + "'");
+		return encode_sign_response(ed25519_signature_blob(
+			bytes(reinterpret_cast<const std::byte *>(sig), sizeof(sig))));
+	}
+	if (auto *r = std::get_if<remove_identity>(&req)) {
+		for (auto it = keys_.begin(); it != keys_.end(); ++it) {
+			if (std::equal(it->blob().begin(), it->blob().end(), r->key_blob.begin(),
+				       r->key_blob.end())) {
+				remove_key(it, "removed");
+				return encode_status(true);
+			}
+		}
+		debug("REMOVE_IDENTITY: no such key");
+		return encode_status(false);
+	}
+	if (std::holds_alternative<remove_all_identities>(req)) {
+		const std::size_t n = keys_.size();
+		keys_.clear();
+		log("all " + std::to_string(n) + " keys removed, wiped");
+		return encode_status(true);
+	}
+	if (auto *l = std::get_if<lock_request>(&req))
+		return handle_lock(c, *l);
+	if (auto *e = std::get_if<extension>(&req)) {
+		if (e->name == "query") {
+			static constexpr std::string_view names[] = {"query"};
+			return encode_query_response(names);
+		}
+		debug("EXTENSION '" + std::string(e->name) + "': not supported; FAILURE");
+		return encode_status(false);
+	}
+	return encode_status(false);
+}
+
+/*
+ * Read while nothing is pending for it: no reply waits (a parser, an
+ * UNLOCK delay) and none is unsent. A client that reads no replies so
+ * parks at most one in the signer (OpenSSH stops at 256 KiB).
+ */
+void agent::update_events(client &c)
+{
+	struct epoll_event ev{};
+	if (c.out_off < c.out.size())
+		ev.events = EPOLLOUT;
+	else if (!c.busy)
+		ev.events = EPOLLIN;
+	ev.data.u64 = (c.id << 2) | ev_client;
+	::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, c.fd.get(), &ev);
+}
+
+void agent::queue_reply(client &c, const std::vector<std::byte> &reply)
+{
+	const auto frame = encode_frame(reply);
+	if (c.out_off == c.out.size())
+		c.out_moved = steady::now();
+	c.out.insert(c.out.end(), frame.begin(), frame.end());
+}
+
+void agent::close_client(std::uint64_t id, const std::string &why)
+{
+	auto it = clients_.find(id);
+	if (it == clients_.end())
+		return;
+	if (!why.empty())
+		log("client " + std::to_string(id) + " closed: " + why);
+	client &c = *it->second;
+	release_body(c, c.small);
+	wipe_large(c);
+	::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, c.fd.get(), nullptr);
+	clients_.erase(it);
+}
+
+void agent::on_accept()
+{
+	for (;;) {
+		xmem::unique_fd fd(::accept4(listen_.get(), nullptr, nullptr,
+					     SOCK_NONBLOCK | SOCK_CLOEXEC));
+		if (!fd) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+				log(std::string("accept: ") + std::strerror(errno));
+			return;
+		}
+		struct ucred cr{};
+		socklen_t len = sizeof(cr);
+		if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
+			log(std::string("SO_PEERCRED: ") + std::strerror(errno));
+			continue;
+		}
+		/* As ssh-agent: only our own uid, or root. */
+		if (cr.uid != ::geteuid() && cr.uid != 0) {
+			log("refused a client of uid " + std::to_string(cr.uid) + " (pid " +
+			    std::to_string(cr.pid) + ")");
+			continue;
+		}
+		if (clients_.size() >= client_limit_) {
+			log("refused a client: " + std::to_string(client_limit_) + " connected already");
+			continue;
+		}
+		auto c = std::make_unique<client>();
+		c->id = next_id_++;
+		c->cred = {cr.pid, cr.uid, cr.gid};
+		c->fd = std::move(fd);
+		try {
+			watch(c->fd.get(), c->id, ev_client, EPOLLIN);
+		} catch (const std::exception &e) {
+			log(e.what());
+			continue;
+		}
+		debug("client " + std::to_string(c->id) + " connected (pid " + std::to_string(cr.pid) + ")");
+		clients_.emplace(c->id, std::move(c));
+	}
+}
+
+bool agent::flush(client &c)
+{
+	while (c.out_off < c.out.size()) {
+		const ssize_t n = ::send(c.fd.get(), c.out.data() + c.out_off, c.out.size() - c.out_off,
+					 MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return true;
+			return false;
+		}
+		if (n > 0)
+			c.out_moved = steady::now();
+		c.out_off += static_cast<std::size_t>(n);
+	}
+	c.out.clear();
+	c.out.shrink_to_fit();
+	c.out_off = 0;
+	return true;
+}
+
+/*
+ * Reads what has arrived of one message, and handles it when it is whole:
+ * at most one message per client per turn of the loop (fairness; the
+ * socket stays readable for the next turn).
+ */
+bool agent::read_message(client &c)
+{
+	for (;;) {
+		std::byte *dst;
+		std::size_t want;
+		if (c.header_got < 4 || (c.header_got == 4 && c.length > 0)) {
+			dst = reinterpret_cast<std::byte *>(c.header.data()) + c.header_got;
+			want = (c.header_got < 4 ? 4 : 5) - c.header_got;
+		} else {
+			if (c.body == c.large.map.data() && c.body_got == c.large.map.size() && !grow_large(c))
+				return false;
+			dst = c.body + c.body_got;
+			want = std::min<std::size_t>(c.length, c.body == c.large.map.data() ? c.large.map.size() : c.length) -
+			       c.body_got;
+		}
+		const ssize_t n = ::recv(c.fd.get(), dst, want, 0);
+		if (n == 0) {
+			if (c.header_got > 0)
+				log("client " + std::to_string(c.id) + " closed in the middle of a message");
+			return false;
+		}
+		if (n < 0)
+			return errno == EAGAIN || errno == EINTR;
+		const auto got = static_cast<std::size_t>(n);
+		if (!c.message_by)
+			c.message_by = steady::now() + message_deadline_;
+
+		if (c.header_got < 5) {
+			c.header_got += got;
+			if (c.header_got == 4) {
+				c.length = (std::uint32_t(c.header[0]) << 24) | (std::uint32_t(c.header[1]) << 16) |
+					   (std::uint32_t(c.header[2]) << 8) | c.header[3];
+				/* As OpenSSH's process_message(): these close the connection. */
+				if (c.length == 0) {
+					log("client " + std::to_string(c.id) + ": message of 0 bytes (no type)");
+					return false;
+				}
+				if (c.length > max_message) {
+					log("client " + std::to_string(c.id) + ": message of " +
+					    std::to_string(c.length) + " bytes (at most " +
+					    std::to_string(max_message) + ")");
+					return false;
+				}
+			}
+			if (c.header_got < 5)
+				continue;
+			/* The type is known: choose where the body goes. */
+			const std::uint8_t type = c.header[4];
+			const bool add = type == msg::add_identity || type == msg::add_id_constrained;
+			if (add || c.length > small_body) {
+				if (!reserve_body(c, c.large, std::min<std::size_t>(c.length, first_region)))
+					return false;
+				c.body = c.large.map.data();
+			} else {
+				if (!c.small.map.valid() && !reserve_body(c, c.small, small_body))
+					return false;
+				c.body = c.small.map.data();
+			}
+			c.body[0] = static_cast<std::byte>(type);
+			c.body_got = 1;
+		} else {
+			c.body_got += got;
+		}
+		if (c.body_got < c.length)
+			continue;
+
+		/* One whole message. */
+		const bytes body(c.body, c.length);
+		std::optional<std::vector<std::byte>> reply;
+		try {
+			reply = handle(c, body);
+		} catch (const std::exception &e) {
+			log("client " + std::to_string(c.id) + ": " + message_name(c.header[4]) + ": " +
+			    e.what() + "; FAILURE");
+			reply = encode_status(false);
+		}
+		if (c.busy && !c.reply_at) {
+			/* A parser has the ADD body: finish_parser() wipes it. */
+		} else if (c.large.map.valid() || c.large.mem.valid()) {
+			wipe_large(c);
+		} else {
+			sodium_memzero(c.body, c.length);
+		}
+		c.body = nullptr;
+		c.body_got = 0;
+		c.header_got = 0;
+		c.length = 0;
+		c.message_by.reset();
+		if (reply) {
+			queue_reply(c, *reply);
+			return flush(c);
+		}
+		return true;
+	}
+}
+
+void agent::on_client(client &c, std::uint32_t events)
+{
+	const std::uint64_t id = c.id;
+	if (events & EPOLLOUT) {
+		if (!flush(c)) {
+			close_client(id, "");
+			return;
+		}
+	}
+	if ((events & (EPOLLHUP | EPOLLERR)) && c.busy) {
+		close_client(id, "");	/* gone while its reply was pending */
+		return;
+	}
+	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c.busy && c.out_off == c.out.size()) {
+		if (!read_message(c)) {
+			close_client(id, "");
+			return;
+		}
+	}
+	update_events(c);
+}
+
+/* Deadlines: key lifetimes, parsers, unfinished messages, unread replies, UNLOCK delays. */
+void agent::on_timers()
+{
+	expire();
+	const auto now = steady::now();
+	std::vector<std::uint64_t> late;
+	for (const auto &[id, p] : parsers_)
+		if (p.deadline <= now)
+			late.push_back(id);
+	for (std::uint64_t id : late) {
+		parser_run &p = parsers_.at(id);
+		if (!p.answered) {
+			log(p.what + ": no answer from the parser (timed out after " +
+			    std::to_string(parser_timeout.count()) + " ms)");
+			finish_parser(id, encode_status(false));
+		}
+		reap_parser(id, true);
+	}
+	std::vector<std::pair<std::uint64_t, std::string>> closing;
+	for (auto &[id, cp] : clients_) {
+		client &c = *cp;
+		if (c.message_by && *c.message_by <= now) {
+			closing.emplace_back(id, "a message not completed within " +
+					     std::to_string(message_deadline_.count()) + " ms (slow sender)");
+		} else if (c.out_off < c.out.size() && c.out_moved + unread_deadline_ <= now) {
+			closing.emplace_back(id, std::to_string(c.out.size() - c.out_off) +
+					     " bytes of replies unread for " +
+					     std::to_string(unread_deadline_.count()) + " ms");
+		} else if (c.reply_at && *c.reply_at <= now) {
+			c.reply_at.reset();
+			c.busy = false;
+			queue_reply(c, encode_status(false));
+			if (!flush(c))
+				closing.emplace_back(id, "");
+			else
+				update_events(c);
+		}
+	}
+	for (const auto &[id, why] : closing)
+		close_client(id, why);
+}
+
+int agent::run()
+{
+	epoll_ = xmem::unique_fd(::epoll_create1(EPOLL_CLOEXEC));
+	if (!epoll_)
+		throw std::system_error(errno, std::generic_category(), "epoll_create1");
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	signals_ = xmem::unique_fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
+	if (!signals_)
+		throw std::system_error(errno, std::generic_category(), "signalfd");
+	lock_ = make_buffer("xmem-agent-lock", 4096, false);
+
+	/* As OpenSSH's maxfds: clients only as many as fds allow, with room for parsers. */
+	struct rlimit nofile{};
+	if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY) {
+		const std::size_t fds = static_cast<std::size_t>(nofile.rlim_cur);
+		/* Each client: its socket, and the fd of an ADD body it is sending. */
+		client_limit_ = std::min(max_clients, fds > fd_reserve + 2 ? (fds - fd_reserve) / 2 : 1);
+	}
+	log("serving at most " + std::to_string(client_limit_) + " clients at once (RLIMIT_NOFILE " +
+	    std::to_string(nofile.rlim_cur) + ")");
+
+	watch(listen_.get(), 0, ev_client, EPOLLIN);
+	watch(signals_.get(), 1, ev_client, EPOLLIN);
+
+	for (;;) {
+		struct epoll_event evs[64];
+		const int n = ::epoll_wait(epoll_.get(), evs, 64, next_timeout_ms());
+		if (n < 0 && errno != EINTR)
+			throw std::system_error(errno, std::generic_category(), "epoll_wait");
+		for (int i = 0; i < n; i++) {
+			const std::uint64_t id = evs[i].data.u64 >> 2;
+			const std::uint64_t what = evs[i].data.u64 & 3;
+			if (what != ev_client) {
+				on_parser(id, what);
+			} else if (id == 0) {
+				on_accept();
+			} else if (id == 1) {
+				struct signalfd_siginfo si{};
+				if (::read(signals_.get(), &si, sizeof(si)) == sizeof(si)) {
+					log(std::string("signal ") + strsignal(static_cast<int>(si.ssi_signo)) +
+					    ": stopping");
+					keys_.clear();
+					for (auto &[pid, p] : parsers_) {
+						::kill(p.pid, SIGKILL);
+						int st;
+						::waitpid(p.pid, &st, 0);
+					}
+					return 0;
+				}
+			} else {
+				auto it = clients_.find(id);
+				if (it != clients_.end())
+					on_client(*it->second, evs[i].events);
+			}
+		}
+		on_timers();
+	}
+}
+
+/* The socket, mode 0600, in a directory of mode 0700 when we choose its path. */
+struct bound_socket {
+	xmem::unique_fd fd;
+	std::string path;
+	std::string dir;	/* ours to remove, or "" */
+};
+
+bound_socket bind_socket(const std::string &asked)
+{
+	bound_socket b;
+	b.path = asked;
+	if (asked.empty()) {
+		const char *tmp = std::getenv("TMPDIR");
+		std::string d = std::string(tmp && *tmp ? tmp : "/tmp") + "/xmem-agent-XXXXXX";
+		if (!::mkdtemp(d.data()))
+			throw std::system_error(errno, std::generic_category(), "mkdtemp " + d);
+		b.dir = d;
+		b.path = d + "/agent." + std::to_string(::getpid());
+	}
+	struct sockaddr_un sa{};
+	sa.sun_family = AF_UNIX;
+	if (b.path.size() >= sizeof(sa.sun_path))
+		throw std::system_error(ENAMETOOLONG, std::generic_category(), "socket path " + b.path);
+	std::memcpy(sa.sun_path, b.path.c_str(), b.path.size() + 1);
+	b.fd = xmem::unique_fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+	if (!b.fd)
+		throw std::system_error(errno, std::generic_category(), "socket");
+	const mode_t old = ::umask(0177);
+	const int rc = ::bind(b.fd.get(), reinterpret_cast<struct sockaddr *>(&sa), sizeof(sa));
+	const int err = errno;
+	::umask(old);
+	if (rc < 0) {
+		if (!b.dir.empty())
+			::rmdir(b.dir.c_str());
+		throw std::system_error(err, std::generic_category(), "bind " + b.path);
+	}
+	if (::listen(b.fd.get(), 128) < 0)
+		throw std::system_error(errno, std::generic_category(), "listen " + b.path);
+	return b;
+}
+
+bool csh_output(const options &o)
+{
+	if (o.shell)
+		return o.shell == 2;
+	const char *sh = std::getenv("SHELL");
+	const std::string s = sh ? sh : "";
+	return s.size() >= 3 && s.compare(s.size() - 3, 3, "csh") == 0;
+}
+
+void print_env(const options &o, const std::string &sock, pid_t pid, bool with_pid)
+{
+	if (csh_output(o)) {
+		std::printf("setenv SSH_AUTH_SOCK %s;\n", sock.c_str());
+		if (with_pid)
+			std::printf("setenv SSH_AGENT_PID %ld;\n", static_cast<long>(pid));
+	} else {
+		std::printf("SSH_AUTH_SOCK=%s; export SSH_AUTH_SOCK;\n", sock.c_str());
+		if (with_pid)
+			std::printf("SSH_AGENT_PID=%ld; export SSH_AGENT_PID;\n", static_cast<long>(pid));
+	}
+	std::printf("echo Agent pid %ld;\n", static_cast<long>(pid));
+	std::fflush(stdout);
+}
+
+int kill_agent(const options &o)
+{
+	const char *p = std::getenv("SSH_AGENT_PID");
+	if (!p || !*p) {
+		log("SSH_AGENT_PID not set, cannot kill agent");
+		return 1;
+	}
+	const long pid = static_cast<long>(xmem_examples::parse_number(p, 4194304, "SSH_AGENT_PID"));
+	if (pid < 2) {
+		log(std::string("SSH_AGENT_PID=") + p + ", refusing to kill");
+		return 1;
+	}
+	if (::kill(static_cast<pid_t>(pid), SIGTERM) < 0) {
+		log("kill " + std::to_string(pid) + ": " + std::strerror(errno));
+		return 1;
+	}
+	if (csh_output(o))
+		std::printf("unsetenv SSH_AUTH_SOCK;\nunsetenv SSH_AGENT_PID;\n");
+	else
+		std::printf("unset SSH_AUTH_SOCK;\nunset SSH_AGENT_PID;\n");
+	std::printf("echo Agent pid %ld killed;\n", pid);
+	return 0;
+}
+
+options parse_options(int argc, char **argv)
+{
+	options o;
+	static const struct option longopts[] = {
+		{"help", no_argument, nullptr, 'H'},
+		{"version", no_argument, nullptr, 'V'},
+		{"test-parser-hook", required_argument, nullptr, 'T'},
+		{"test-deadline", required_argument, nullptr, 'L'},
+		{nullptr, 0, nullptr, 0},
+	};
+	opterr = 0;
+	int c;
+	while ((c = ::getopt_long(argc, argv, ":a:cDdkst:", longopts, nullptr)) != -1) {
+		switch (c) {
+		case 'a': o.socket = optarg; break;
+		case 'c': o.shell = 2; break;
+		case 's': o.shell = 1; break;
+		case 'D': o.foreground = true; break;
+		case 'd': o.foreground = o.debug = true; break;
+		case 'k': o.kill = true; break;
+		case 't': o.lifetime = parse_lifetime(optarg); break;
+		case 'H': std::fputs(usage_text, stdout); std::exit(0);
+		case 'V': std::printf("xmem-agent %s\n", XMEM_VERSION); std::exit(0);
+		case 'T': {
+			const std::string h = optarg;
+			const auto colon = h.find(':');
+			if (colon == std::string::npos)
+				throw usage_error("--test-parser-hook: KIND:ARG");
+			o.hook = {h.substr(0, colon), h.substr(colon + 1)};
+			break;
+		}
+		case 'L':
+			o.test_deadline = std::chrono::milliseconds(
+				xmem_examples::parse_number(optarg, 3600000, "--test-deadline"));
+			break;
+		default: throw xmem_examples::getopt_error(c, argv, optind, optopt);
+		}
+	}
+	if (optind < argc)
+		throw usage_error(std::string("unexpected argument '") + argv[optind] +
+				  "' (running a command under the agent is not supported)");
+	return o;
+}
+
+int agent_main(int argc, char **argv)
+{
+	options o;
+	try {
+		o = parse_options(argc, argv);
+	} catch (const usage_error &e) {
+		std::fprintf(stderr, "xmem-agent: %s\n%s", e.what(), usage_text);
+		return 2;
+	}
+	if (o.kill)
+		return kill_agent(o);
+	debug_log = o.debug;
+	if (sodium_init() < 0) {
+		log("sodium_init failed");
+		return 1;
+	}
+	std::signal(SIGPIPE, SIG_IGN);
+	/*
+	 * As ssh-agent (platform_disable_tracing()): no core dumps, and no
+	 * ptrace or /proc/PID/mem from other processes of our uid.
+	 */
+	if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		log(std::string("prctl PR_SET_DUMPABLE: ") + std::strerror(errno));
+
+	bound_socket sock;
+	try {
+		sock = bind_socket(o.socket);
+	} catch (const std::exception &e) {
+		log(e.what());
+		return 1;
+	}
+
+	if (!o.foreground) {
+		std::fflush(stdout);
+		const pid_t child = ::fork();
+		if (child < 0) {
+			log(std::string("fork: ") + std::strerror(errno));
+			return 1;
+		}
+		if (child > 0) {
+			/* The parent tells the shell, then leaves: the child is the agent. */
+			sock.fd.reset();
+			print_env(o, sock.path, child, true);
+			std::_Exit(0);
+		}
+		::setsid();
+		if (::chdir("/") < 0)
+			return 1;
+		const int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+		if (null >= 0) {
+			::dup2(null, 0);
+			::dup2(null, 1);
+			::dup2(null, 2);
+			::close(null);
+		}
+	} else {
+		print_env(o, sock.path, ::getpid(), false);
+	}
+
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	::sigprocmask(SIG_BLOCK, &set, nullptr);
+
+	int rc = 1;
+	try {
+		const xmem::kernel_support k = xmem::probe_kernel();
+		log("listening on " + sock.path + " (keys in " +
+		    (k.exclusive ? "memfd_exclusive" : k.secret ? "memfd_secret" : "no exclusive memory") + ")");
+		agent a(o, std::move(sock.fd));
+		rc = a.run();
+	} catch (const std::exception &e) {
+		log(e.what());
+	}
+	::unlink(sock.path.c_str());
+	if (!sock.dir.empty())
+		::rmdir(sock.dir.c_str());
+	return rc;
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	/* Internal modes: the parser (started by the signer), the sandbox self-test. */
+	if (argc >= 3 && std::strcmp(argv[1], "--parser") == 0) {
+		if (sodium_init() < 0)
+			return 1;
+		parser_hook hook;
+		if (argc >= 4 && std::strncmp(argv[3], "--test-parser-hook=", 19) == 0) {
+			const std::string h = argv[3] + 19;
+			const auto colon = h.find(':');
+			hook = {h.substr(0, colon), colon == std::string::npos ? "" : h.substr(colon + 1)};
+		}
+		return run_parser(std::atoi(argv[2]), hook);
+	}
+	if (argc == 3 && std::strcmp(argv[1], "--sandbox-selftest") == 0)
+		return sandbox_selftest(argv[2]);
+	return agent_main(argc, argv);
+}
