@@ -534,7 +534,7 @@ int main(int argc, char *argv[])
 {
 	unsigned long dm4k, blocks0, hw;
 	struct scan s;
-	uint64_t seed;
+	uint64_t seed, reuse_seed;
 	char buf[32];
 
 	TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));
@@ -562,8 +562,12 @@ int main(int argc, char *argv[])
 		"");
 	dm4k = meminfo_kb("DirectMap4k");
 	seed = run_vm(NO_DIRECT_MAP);
-	/* The pool's free pages were the last file's: they must read zero. */
-	run_vm(REUSE);
+	/*
+	 * The pool's free pages were the last file's: they must read zero. The
+	 * REUSE guest overwrites the same frames, so it is its pattern that the
+	 * last check below looks for.
+	 */
+	reuse_seed = run_vm(REUSE);
 	run_vm(CONTROL);
 
 	/* Give every free pageblock back to the direct map. */
@@ -581,11 +585,20 @@ int main(int argc, char *argv[])
 	snprintf(buf, sizeof(buf), "%lu", hw);
 	write_str(POOL_DIR "pool_high_water_kb", buf);
 
-	/* Back in the direct map, zeroed: /proc/kcore finds nothing of them. */
+	/*
+	 * Back in the direct map, zeroed: /proc/kcore finds neither guest's
+	 * pattern. The REUSE file's pages were the last freed (at its inode's
+	 * eviction), over the first guest's frames.
+	 */
+	set_pattern(reuse_seed);
+	s = scan_kcore();
+	pr_info("after the pages went back to the direct map: /proc/kcore: %lu copies of the reuse guest's pattern in %lu MiB\n",
+		s.hits, s.mib);
+	TEST_ASSERT(s.hits == 0,
+		    "the reuse file's freed pages came back to the direct map unzeroed");
 	set_pattern(seed);
 	s = scan_kcore();
-	pr_info("after the pages went back to the direct map: /proc/kcore: %lu copies in %lu MiB\n",
-		s.hits, s.mib);
+	pr_info("  and %lu copies of the first guest's pattern\n", s.hits);
 	TEST_ASSERT(s.hits == 0, "freed guest pages came back to the direct map unzeroed");
 	pr_info("PASS\n");
 	return 0;
