@@ -6,7 +6,11 @@ Usage: check-spdx.py SOURCE_DIR
 
 1. Every SPDX licence expression anywhere in the tree (kernel patches
    included) names only licences and exceptions shipped in LICENSES/ as
-   <identifier>.txt, joined by WITH, AND or OR.
+   <identifier>.txt, joined by WITH, AND or OR. As in the kernel, whose
+   LICENSES/preferred/GPL-2.0 lists GPL-2.0, GPL-2.0-only, GPL-2.0+ and
+   GPL-2.0-or-later as its valid identifiers, the -only and -or-later forms
+   (and the older "+") of a licence name the same text (ALIASES), and a
+   text's own "Valid-License-Identifier:" lines name it too.
 2. Every source file carries one tag in its first 5 lines: C, C++, Python,
    shell, Rust and Go sources and headers, meson files, executable scripts,
    man pages, debian/rules. Data and upstream-format files are not sources
@@ -38,6 +42,26 @@ EXEMPT = (
                r".*\.symbols$|tests/control$)"),
     re.compile(r"\.(md|txt|json|png|svg)$"),
 )
+# Identifiers that name a text shipped under another name (the kernel's
+# LICENSES/preferred/GPL-2.0: one text for the "only" and "or later" forms).
+ALIASES = {
+    "GPL-2.0-only": "GPL-2.0",
+    "GPL-2.0+": "GPL-2.0",
+    "GPL-2.0-or-later": "GPL-2.0",
+}
+
+
+def known_ids(root):
+    """The identifiers LICENSES/ provides: its texts' names, their aliases and
+    their Valid-License-Identifier lines."""
+    known = set()
+    for p in (root / "LICENSES").glob("*.txt"):
+        known.add(p.stem)
+        for line in p.read_text(errors="replace").splitlines()[:20]:
+            if line.startswith("Valid-License-Identifier:"):
+                known.add(line.split(":", 1)[1].strip())
+    known |= {alias for alias, text in ALIASES.items() if text in known}
+    return known
 
 
 def files(root):
@@ -68,7 +92,7 @@ def is_source(root, rel):
 
 def main():
     root = pathlib.Path(sys.argv[1]).resolve()
-    known = {p.stem for p in (root / "LICENSES").glob("*.txt")}
+    known = known_ids(root)
     expr = re.compile(re.escape(TAG) + r"\s*([A-Za-z0-9.+() -]+?)\s*(\*/|-->|$)")
     problems, tags, sources = [], {}, 0
     for rel in sorted(files(root)):
