@@ -55,19 +55,7 @@
 #include <unistd.h>
 #include <vector>
 
-#ifndef KVM_LINK_GUEST_MEMFD
-/* The xmem series' uapi (include/uapi/linux/kvm.h), for headers without it. */
-struct kvm_link_guest_memfd {
-	__u32 fd;
-	__u32 vm_fd;
-	__u64 flags;
-	__u64 reserved[6];
-};
-#define KVM_LINK_GUEST_MEMFD _IOWR(KVMIO, 0xd6, struct kvm_link_guest_memfd)
-#endif
-#ifndef GUEST_MEMFD_FLAG_NO_DIRECT_MAP
-#define GUEST_MEMFD_FLAG_NO_DIRECT_MAP (1ULL << 2)
-#endif
+#include "../common/kvm_xmem.h"
 
 namespace {
 

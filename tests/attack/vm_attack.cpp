@@ -56,19 +56,7 @@
 #include <vector>
 #include <elf.h>
 
-#ifndef KVM_LINK_GUEST_MEMFD
-/* The xmem series' uapi (kernel/patches/0018), for headers without it. */
-struct kvm_link_guest_memfd {
-	__u32 fd;
-	__u32 vm_fd;
-	__u64 flags;
-	__u64 reserved[6];
-};
-#define KVM_LINK_GUEST_MEMFD _IOWR(KVMIO, 0xd6, struct kvm_link_guest_memfd)
-#endif
-#ifndef GUEST_MEMFD_FLAG_NO_DIRECT_MAP
-#define GUEST_MEMFD_FLAG_NO_DIRECT_MAP (1ULL << 2)
-#endif
+#include "../../examples/common/kvm_xmem.h"
 
 namespace {
 
