@@ -30,18 +30,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../include/uapi/linux/memfd_exclusive.h"
+#include "kcounters.h"
 
 #ifndef __NR_memfd_secret
 #define __NR_memfd_secret 447
 #endif
-
-#define TRACING		"/sys/kernel/tracing"
-#define POOL		MEMFD_EXCLUSIVE_SYSFS_DIR "/"
-
-struct directmap {
-	long k4, m2, g1;	/* kB */
-};
 
 struct result {
 	const char *name;
@@ -57,131 +50,6 @@ struct result {
 };
 
 static long page_size;
-
-static int write_file(const char *path, const char *val)
-{
-	int fd = open(path, O_WRONLY | O_TRUNC);
-	ssize_t n;
-
-	if (fd < 0)
-		return -1;
-	n = write(fd, val, strlen(val));
-	close(fd);
-	return n == (ssize_t)strlen(val) ? 0 : -1;
-}
-
-static long read_long(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	long v = -1;
-
-	if (f) {
-		if (fscanf(f, "%ld", &v) != 1)
-			v = -1;
-		fclose(f);
-	}
-	return v;
-}
-
-static struct directmap read_directmap(void)
-{
-	struct directmap d = { -1, -1, -1 };
-	char line[256];
-	FILE *f = fopen("/proc/meminfo", "r");
-
-	if (!f)
-		return d;
-	while (fgets(line, sizeof(line), f)) {
-		sscanf(line, "DirectMap4k: %ld", &d.k4);
-		sscanf(line, "DirectMap2M: %ld", &d.m2);
-		sscanf(line, "DirectMap1G: %ld", &d.g1);
-	}
-	fclose(f);
-	return d;
-}
-
-/* Sums the "Hit" column of trace_stat/function* for @func. */
-static long profile_hits(const char *func)
-{
-	char path[64], line[256], name[128];
-	long hits, sum = 0;
-	int cpu;
-	FILE *f;
-
-	for (cpu = 0; cpu < 1024; cpu++) {
-		snprintf(path, sizeof(path), TRACING "/trace_stat/function%d", cpu);
-		f = fopen(path, "r");
-		if (!f)
-			break;
-		while (fgets(line, sizeof(line), f))
-			if (sscanf(line, " %127s %ld", name, &hits) == 2 &&
-			    !strcmp(name, func))
-				sum += hits;
-		fclose(f);
-	}
-	return sum;
-}
-
-static int profile_start(void)
-{
-	if (write_file(TRACING "/function_profile_enabled", "0"))
-		return -1;
-	if (write_file(TRACING "/set_ftrace_filter", "flush_tlb_kernel_range"))
-		return -1;
-	/* flush_tlb_all may be notrace on some builds: optional. */
-	{
-		int fd = open(TRACING "/set_ftrace_filter", O_WRONLY | O_APPEND);
-
-		if (fd >= 0) {
-			if (write(fd, "flush_tlb_all", 13) < 0)
-				errno = 0;
-			close(fd);
-		}
-	}
-	/* Enabling the profiler resets its counters. */
-	return write_file(TRACING "/function_profile_enabled", "1");
-}
-
-static void profile_stop(struct result *r)
-{
-	r->flush_range = profile_hits("flush_tlb_kernel_range");
-	r->flush_all = profile_hits("flush_tlb_all");
-	write_file(TRACING "/function_profile_enabled", "0");
-}
-
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-/*
- * Waits until the pool has recycled what was released and trimmed itself to
- * its high-water mark (at most 600 s). Returns the seconds it took.
- */
-static double pool_settle(void)
-{
-	double t0 = now();
-	long hw_kb = read_long(POOL "pool_high_water_kb");
-
-	int i;
-
-	for (i = 0; now() - t0 < 600; i++) {
-		/*
-		 * Per-CPU LRU batches may hold the last references of freed
-		 * pages; compaction drains them on every CPU.
-		 */
-		if (i % 50 == 0)
-			write_file("/proc/sys/vm/compact_memory", "1");
-		if (read_long(POOL "pages_in_use") == 0 &&
-		    read_long(POOL "pool_free_pages") * (page_size >> 10) <= hw_kb)
-			break;
-		usleep(100000);
-	}
-	return now() - t0;
-}
 
 static void run(struct result *r, size_t size)
 {
@@ -231,8 +99,8 @@ static void run(struct result *r, size_t size)
 	munmap(p, size);
 	close(fd);
 	if (!strcmp(r->name, "memfd_exclusive"))
-		r->settle_seconds = pool_settle();
-	profile_stop(r);
+		r->settle_seconds = pool_settle(page_size);
+	profile_stop(&r->flush_range, &r->flush_all);
 	r->released = read_directmap();
 	r->ok = 1;
 }
@@ -263,19 +131,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	/*
-	 * Enable the function profiler once before any baseline: its first
-	 * enabling allocates an ftrace trampoline and makes it read-only, which
-	 * splits the 2 MiB direct-map entry of that page (+2048 kB DirectMap4k,
-	 * seen with this kernel config on the kernels before and after the pool
-	 * moved into the page allocator), and that is not the backend's doing.
-	 */
-	{
-		struct result warmup = { .name = "warmup" };
-
-		if (!profile_start())
-			profile_stop(&warmup);
-	}
+	profile_warm_up();
 
 	for (i = 0; i < 3; i++) {
 		struct result *r = &res[i];

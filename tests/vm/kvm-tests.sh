@@ -15,7 +15,9 @@
 #     VMs need it);
 #   - any test binary is missing, exits non-zero, or skips (exit 4: the KVM kernel has
 #     every feature these tests need, so a skip is a failure);
-#   - guest_memfd_no_direct_map_test does not print its final PASS.
+#   - guest_memfd_no_direct_map_test does not print its final PASS;
+#   - gmem_populate (tests/bench/gmem_populate.c at 64 MiB) finds a mode whose memory did not
+#     come from, or go back to, the allocator the mode names.
 # Kernel reports on the console fail the run through scripts/vm-run's judge.
 set -u
 
@@ -75,6 +77,10 @@ run x86_64/private_mem_kvm_exits_test
 run x86_64/private_mem_conversions_test
 run x86_64/private_mem_conversions_test -n 2 -m 2 -s anonymous_thp
 run x86_64/guest_memfd_no_direct_map_test
+# The benchmark's program at 64 MiB: the pool, a plain guest_memfd and the per-folio mode
+# (kvm.gmem_unmap_per_folio, patch 0022) each populate and release, and it checks that the
+# memory came from the allocator the mode names and went back (exit 1 otherwise).
+run gmem_populate 64
 
 if [ $status = 0 ]; then
 	echo "kvm-tests: PASS: $passed tests"
