@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from benchplot import bar_charts, ratio
+
 
 def growth(b, key):
     return b["directmap_faulted"][key] - b["directmap_before"][key]
@@ -21,8 +23,6 @@ def main():
     def flushes(b):
         return b["flush_tlb_kernel_range"] / gib
 
-    def ratio(a, b):
-        return f"{a / b:.4g}" if b else ("n/a" if not a else "inf")
 
     rows = []
     for b in (x, s, c):
@@ -84,35 +84,17 @@ def main():
     (outdir / "directmap.md").write_text(md)
     print(md)
 
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("bench-report: matplotlib missing (apt-get install python3-matplotlib): no plot",
-              file=sys.stderr)
-        return
     names = [r[0] for r in rows]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     panels = [
-        ("DirectMap4k growth (kB)", [growth(b, "4k_kB") for b in (x, s, c)], True),
-        ("kernel TLB flushes per GiB\n(flush_tlb_kernel_range)", [flushes(b) for b in (x, s, c)], True),
-        ("fault throughput (MiB/s)\nemulated (TCG)", [b["fault_mib_s"] for b in (x, s, c)], False),
+        ("DirectMap4k growth (kB)", [growth(b, "4k_kB") for b in (x, s, c)], True, "{:.0f}"),
+        ("kernel TLB flushes per GiB\n(flush_tlb_kernel_range)", [flushes(b) for b in (x, s, c)],
+         True, "{:.0f}"),
+        ("fault throughput (MiB/s)\nemulated (TCG)", [b["fault_mib_s"] for b in (x, s, c)], False,
+         "{:.0f}"),
     ]
-    for ax, (title, vals, log) in zip(axes, panels):
-        bars = ax.bar(names, [max(v, 0.5) if log else v for v in vals],
-                      color=["#2a7", "#c55", "#888"])
-        if log:
-            ax.set_yscale("log")
-        ax.set_title(title)
-        for bar, v in zip(bars, vals):
-            ax.annotate(f"{v:.0f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center", va="bottom", fontsize=9)
-        ax.tick_params(axis="x", labelsize=8)
-    fig.suptitle(f"{data['size_mib']} MiB faulted then released (QEMU TCG guest)")
-    fig.tight_layout()
-    fig.savefig(outdir / "directmap.png", dpi=110)
-
+    bar_charts(outdir / "directmap.png",
+               f"{data['size_mib']} MiB faulted then released (QEMU TCG guest)", names, panels,
+               "bench-report")
 
 if __name__ == "__main__":
     main()

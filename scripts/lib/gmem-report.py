@@ -11,13 +11,13 @@ import json
 import sys
 from pathlib import Path
 
+from benchplot import bar_charts, ratio
+
 
 def growth(m, key, at="directmap_populated"):
     return m[at][key] - m["directmap_before"][key]
 
 
-def ratio(a, b):
-    return f"{a / b:.4g}" if b else ("n/a" if not a else "inf")
 
 
 def main():
@@ -92,17 +92,7 @@ def main():
     (outdir / "gmem.md").write_text(md)
     print(md)
 
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("gmem-report: matplotlib missing (apt-get install python3-matplotlib): no plot",
-              file=sys.stderr)
-        return 0
-    names = ["pool", "per-folio", "plain"]
     modes = (pool, folio, plain)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     panels = [
         ("DirectMap4k growth (kB)", [growth(m, "4k_kB") for m in modes], True, "{:.0f}"),
         ("kernel TLB flushes per GiB\n(flush_tlb_kernel_range)", [flushes(m) for m in modes],
@@ -110,21 +100,10 @@ def main():
         ("populate seconds\nemulated (TCG)", [m["populate_seconds"] for m in modes], False,
          "{:.2f}"),
     ]
-    for ax, (title, vals, log, fmt) in zip(axes, panels):
-        bars = ax.bar(names, [max(v, 0.5) if log else v for v in vals],
-                      color=["#2a7", "#c55", "#888"])
-        if log:
-            ax.set_yscale("log")
-        ax.set_title(title)
-        for bar, v in zip(bars, vals):
-            ax.annotate(fmt.format(v), (bar.get_x() + bar.get_width() / 2, bar.get_height()),
-                        ha="center", va="bottom", fontsize=9)
-    fig.suptitle(f"{data['size_mib']} MiB of private guest memory populated "
-                 "(guest_memfd, QEMU TCG guest)")
-    fig.tight_layout()
-    fig.savefig(outdir / "gmem.png", dpi=110)
+    bar_charts(outdir / "gmem.png", f"{data['size_mib']} MiB of private guest memory populated "
+               "(guest_memfd, QEMU TCG guest)", ["pool", "per-folio", "plain"], panels,
+               "gmem-report")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
