@@ -15,7 +15,7 @@ Usage: check-plot.py SOURCE_DIR
 - The same for the guest-memory benchmark (scripts/bench --gmem): the stored run
   docs/bench/gmem.json, drawn by scripts/lib/gmem-report.py, shown as
   docs/bench/gmem.png, its table's DirectMap4k growth, flush_tlb_kernel_range
-  per GiB and populate seconds of each mode.
+  per GiB and populate seconds of each mode and population method.
 Exit 0 when all holds.
 """
 import json
@@ -93,9 +93,9 @@ def main():
               "plain": "plain guest_memfd"}
     for m in data["modes"]:
         growth = m["directmap_populated"]["4k_kB"] - m["directmap_before"]["4k_kB"]
-        check_row(labels[m["name"]], [str(growth), None, None,
-                                      f"{m['flush_tlb_kernel_range'] / gib:.0f}", None, None,
-                                      None, f"{m['populate_seconds']:.2f}"])
+        check_row(f"{labels[m['name']]}, {m['method']}",
+                  [str(growth), None, None, f"{m['flush_tlb_kernel_range'] / gib:.0f}", None,
+                   None, None, f"{m['populate_seconds']:.2f}"])
     checked += len(data["modes"])
 
     for p in problems:

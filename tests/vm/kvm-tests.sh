@@ -78,8 +78,9 @@ run x86_64/private_mem_conversions_test
 run x86_64/private_mem_conversions_test -n 2 -m 2 -s anonymous_thp
 run x86_64/guest_memfd_no_direct_map_test
 # The benchmark's program at 64 MiB: the pool, a plain guest_memfd and the per-folio mode
-# (kvm.gmem_unmap_per_folio, patch 0022) each populate and release, and it checks that the
-# memory came from the allocator the mode names and went back (exit 1 otherwise).
+# (kvm.gmem_unmap_per_folio, patch 0022) each populate (by a guest's writes, and by
+# fallocate) and release, and it checks that the guest wrote every page and that the memory
+# came from the allocator the mode names and went back (exit 1 otherwise).
 run gmem_populate 64
 
 if [ $status = 0 ]; then
