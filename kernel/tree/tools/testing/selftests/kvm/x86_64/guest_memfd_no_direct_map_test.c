@@ -15,8 +15,9 @@
  * reach the direct map again only zeroed. Unknown flags, bad sizes and the
  * flag on a VM without private memory get EINVAL. The pages are charged to
  * RLIMIT_MEMLOCK as memfd_exclusive's are: a user without CAP_IPC_LOCK gets
- * ENOSPC from fallocate() past the limit, PUNCH_HOLE and the file's release
- * uncharge, CAP_IPC_LOCK lifts the limit.
+ * ENOSPC from fallocate() past the limit, and from KVM_RUN (a memory-fault
+ * exit at the first page past it) when a vCPU's fault needs the page;
+ * PUNCH_HOLE and the file's release uncharge, CAP_IPC_LOCK lifts the limit.
  *
  * With --no-pool (a kernel booted with memfd_exclusive.enable=0, which has
  * no unmapped pool) it checks only that the flag is refused with EINVAL on a
@@ -523,6 +524,56 @@ static void test_errnos(void)
 
 #define MEMLOCK_PAGES	16
 #define MEMLOCK_UID	54321	/* a user with nothing charged yet */
+#define MEMLOCK_GPA	0xd0000000ULL
+#define MEMLOCK_SLOT	11
+
+/* Writes one byte to each of 4 * MEMLOCK_PAGES private pages, then is done. */
+static void memlock_guest_code(void)
+{
+	int i;
+
+	for (i = 0; i < 4 * MEMLOCK_PAGES; i++)
+		WRITE_ONCE(*(uint8_t *)(MEMLOCK_GPA + (uint64_t)i * PAGE_SIZE), 1);
+	GUEST_DONE();
+}
+
+/*
+ * A NO_DIRECT_MAP guest_memfd of @vm as private memory at MEMLOCK_GPA, for
+ * memlock_guest_code(). kvm_util opens /dev/kvm for its capability checks:
+ * call it with an effective uid that may.
+ */
+static int memlock_vcpu_memory(struct kvm_vm *vm)
+{
+	int fd = vm_create_guest_memfd(vm, 4 * MEMLOCK_PAGES * PAGE_SIZE,
+				       GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
+
+	vm_mem_add(vm, VM_MEM_SRC_ANONYMOUS, MEMLOCK_GPA, MEMLOCK_SLOT,
+		   4 * MEMLOCK_PAGES, KVM_MEM_GUEST_MEMFD, fd, 0);
+	virt_map(vm, MEMLOCK_GPA, MEMLOCK_GPA, 4 * MEMLOCK_PAGES);
+	vm_mem_set_private(vm, MEMLOCK_GPA, 4 * MEMLOCK_PAGES * PAGE_SIZE);
+	return fd;
+}
+
+/*
+ * Runs @vcpu until KVM_RUN fails: it must fail with ENOSPC, a memory-fault
+ * exit at the private page @page of the slot (the first one past the limit).
+ */
+static void memlock_run_to_enospc(struct kvm_vcpu *vcpu, int page)
+{
+	int r = __vcpu_run(vcpu);
+	uint64_t gpa = MEMLOCK_GPA + (uint64_t)page * PAGE_SIZE;
+
+	TEST_ASSERT(r == -1 && errno == ENOSPC,
+		    "vCPU over RLIMIT_MEMLOCK: KVM_RUN returned %d, errno %d, expected ENOSPC",
+		    r, errno);
+	TEST_ASSERT(vcpu->run->exit_reason == KVM_EXIT_MEMORY_FAULT,
+		    "vCPU over RLIMIT_MEMLOCK: exit reason %u, expected KVM_EXIT_MEMORY_FAULT",
+		    vcpu->run->exit_reason);
+	TEST_ASSERT(vcpu->run->memory_fault.gpa == gpa &&
+		    (vcpu->run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_PRIVATE),
+		    "memory fault at gpa %#llx (flags %#llx), expected private %#lx",
+		    vcpu->run->memory_fault.gpa, vcpu->run->memory_fault.flags, gpa);
+}
 
 /* Pages fallocate() gives the file one by one from @from on, up to @max. */
 static int fallocate_pages(int fd, int from, int max)
@@ -549,14 +600,28 @@ static int fallocate_pages(int fd, int from, int max)
 static void memlock_child(bool privileged)
 {
 	struct rlimit rl = { MEMLOCK_PAGES * PAGE_SIZE, MEMLOCK_PAGES * PAGE_SIZE };
-	struct kvm_vm *vm;
-	int fd, n;
+	struct kvm_vcpu *mvcpu;
+	struct kvm_vm *vm, *mvm;
+	struct ucall uc;
+	int fd, mfd, n;
 
 	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+	mvm = vm_create_shape_with_one_vcpu(sw_vm, &mvcpu, memlock_guest_code);
 	TEST_ASSERT(!setrlimit(RLIMIT_MEMLOCK, &rl), "setrlimit: %s", strerror(errno));
-	if (!privileged)
-		TEST_ASSERT(!setgid(MEMLOCK_UID) && !setuid(MEMLOCK_UID), "setuid: %s",
+	if (!privileged) {
+		/*
+		 * The vCPU case's file is charged to its creator, the real
+		 * uid; kvm_util still opens /dev/kvm (root's) as it sets up
+		 * the slot, so only the real uid changes first.
+		 */
+		TEST_ASSERT(!setresgid(MEMLOCK_UID, MEMLOCK_UID, MEMLOCK_UID) &&
+			    !setresuid(MEMLOCK_UID, 0, 0), "setresuid: %s", strerror(errno));
+		mfd = memlock_vcpu_memory(mvm);
+		TEST_ASSERT(!setresuid(MEMLOCK_UID, MEMLOCK_UID, MEMLOCK_UID), "setresuid: %s",
 			    strerror(errno));
+	} else {
+		mfd = memlock_vcpu_memory(mvm);
+	}
 
 	fd = vm_create_guest_memfd(vm, 4 * MEMLOCK_PAGES * PAGE_SIZE,
 				   GUEST_MEMFD_FLAG_NO_DIRECT_MAP);
@@ -566,6 +631,15 @@ static void memlock_child(bool privileged)
 			MEMLOCK_PAGES, n, 4 * MEMLOCK_PAGES);
 		TEST_ASSERT(n == 4 * MEMLOCK_PAGES, "CAP_IPC_LOCK: only %d pages", n);
 		close(fd);
+
+		/* And for the vCPU's faults: the guest writes every page. */
+		vcpu_run(mvcpu);
+		TEST_ASSERT_KVM_EXIT_REASON(mvcpu, KVM_EXIT_IO);
+		TEST_ASSERT(get_ucall(mvcpu, &uc) == UCALL_DONE,
+			    "CAP_IPC_LOCK: the vCPU did not write its %d pages", 4 * MEMLOCK_PAGES);
+		pr_info("  vCPU with CAP_IPC_LOCK: wrote all %d pages\n", 4 * MEMLOCK_PAGES);
+		close(mfd);
+		kvm_vm_free(mvm);
 		kvm_vm_free(vm);
 		exit(0);
 	}
@@ -589,6 +663,25 @@ static void memlock_child(bool privileged)
 	TEST_ASSERT(n == MEMLOCK_PAGES, "release left %d pages charged",
 		    MEMLOCK_PAGES - n);
 	close(fd);
+
+	/*
+	 * The same limit where a vCPU's fault allocates the page
+	 * (kvm_gmem_get_pfn()): KVM_RUN fails with ENOSPC and a memory-fault
+	 * exit at the first page past it; a PUNCH_HOLE makes room and the
+	 * vCPU goes on from that page.
+	 */
+	memlock_run_to_enospc(mvcpu, MEMLOCK_PAGES);
+	pr_info("  vCPU: KVM_RUN ENOSPC, memory fault at private page %d\n", MEMLOCK_PAGES);
+	TEST_ASSERT(!fallocate(mfd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+			       MEMLOCK_PAGES / 2 * PAGE_SIZE), "PUNCH_HOLE: %s", strerror(errno));
+	memlock_run_to_enospc(mvcpu, MEMLOCK_PAGES + MEMLOCK_PAGES / 2);
+	pr_info("  vCPU: after PUNCH_HOLE of %d pages, ENOSPC again at page %d\n",
+		MEMLOCK_PAGES / 2, MEMLOCK_PAGES + MEMLOCK_PAGES / 2);
+	/*
+	 * kvm_vm_free() of a VM with memslots checks capabilities through
+	 * /dev/kvm, which this uid may not open: exit() frees mvm.
+	 */
+	close(mfd);
 	kvm_vm_free(vm);
 	exit(0);
 }
