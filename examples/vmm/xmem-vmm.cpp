@@ -457,10 +457,6 @@ int successor(int chan_fd, bool fresh)
 		    fd, fdflags >= 0 && (fdflags & FD_CLOEXEC) ? ", close-on-exec" : "");
 		if (fdflags < 0 || !(fdflags & FD_CLOEXEC))
 			die("the linked guest_memfd is not close-on-exec", EPROTO);
-		/* The old VM is dead now, and its guest_memfd file retired. */
-		if (xioctl(b.fds[0].fd.get(), KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY) < 0)
-			say("successor: after the link, the old VM's fd: KVM_CHECK_EXTENSION -> %s",
-			    std::strerror(errno));
 	}
 	struct stat gst = {};
 	if (::fstat(v.gmem.get(), &gst) < 0 || static_cast<std::uint64_t>(gst.st_size) != private_size) {
