@@ -50,6 +50,7 @@
 #include <sys/random.h>
 #include <sys/syscall.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <system_error>
 #include <unistd.h>
@@ -208,19 +209,21 @@ xmem::unique_fd create_vm(int kvm)
 	return fd;
 }
 
-/* A guest_memfd of @size for @vm; NO_DIRECT_MAP when the kernel takes it. */
+/*
+ * A guest_memfd of @size for @vm; NO_DIRECT_MAP when the VM takes it, as
+ * KVM_CAP_GUEST_MEMFD_FLAGS says (0 on a kernel without the capability).
+ */
 xmem::unique_fd create_gmem(int vm, std::uint64_t &flags)
 {
 	struct kvm_create_guest_memfd g = {};
 	g.size = private_size;
+	const int offered = xioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_GUEST_MEMFD_FLAGS);
 	/* XMEM_VMM_GMEM_FLAGS=0: plain guest_memfd (a control for the flag). */
 	const char *env = std::getenv("XMEM_VMM_GMEM_FLAGS");
-	g.flags = env ? std::strtoull(env, nullptr, 0) : GUEST_MEMFD_FLAG_NO_DIRECT_MAP;
-	int fd = xioctl(vm, KVM_CREATE_GUEST_MEMFD, &g);
-	if (fd < 0 && errno == EINVAL) {
-		g.flags = 0;
-		fd = xioctl(vm, KVM_CREATE_GUEST_MEMFD, &g);
-	}
+	g.flags = env ? std::strtoull(env, nullptr, 0)
+		      : (offered > 0 ? static_cast<std::uint64_t>(offered) : 0) &
+				GUEST_MEMFD_FLAG_NO_DIRECT_MAP;
+	const int fd = xioctl(vm, KVM_CREATE_GUEST_MEMFD, &g);
 	if (fd < 0)
 		die("KVM_CREATE_GUEST_MEMFD");
 	::fcntl(fd, F_SETFD, FD_CLOEXEC);
@@ -446,15 +449,30 @@ int successor(int chan_fd, bool fresh)
 			std::fflush(stdout);
 			return 3;
 		}
-		::fcntl(fd, F_SETFD, FD_CLOEXEC);
 		v.gmem = xmem::unique_fd(fd);
 		v.gmem_flags = st.gmem_flags;
-		say("successor: KVM_LINK_GUEST_MEMFD: guest_memfd fd %d of the new VM on the old inode",
-		    fd);
+		/* The kernel makes it close-on-exec: no window for a fork+exec elsewhere. */
+		const int fdflags = ::fcntl(fd, F_GETFD);
+		say("successor: KVM_LINK_GUEST_MEMFD: guest_memfd fd %d of the new VM on the old inode%s",
+		    fd, fdflags >= 0 && (fdflags & FD_CLOEXEC) ? ", close-on-exec" : "");
+		if (fdflags < 0 || !(fdflags & FD_CLOEXEC))
+			die("the linked guest_memfd is not close-on-exec", EPROTO);
 	}
-	v.shared = xmem::memory::adopt(std::move(b.fds[2].fd), ec);
+	struct stat gst = {};
+	if (::fstat(v.gmem.get(), &gst) < 0 || static_cast<std::uint64_t>(gst.st_size) != private_size) {
+		say("successor: guest_memfd of %lld bytes, the layout needs %llu: refused",
+		    static_cast<long long>(gst.st_size), static_cast<unsigned long long>(private_size));
+		return 2;
+	}
+	std::size_t shared_bytes = 0;
+	v.shared = xmem::memory::adopt(std::move(b.fds[2].fd), shared_bytes, ec);
 	if (ec)
 		die("memory::adopt: " + errname(ec), EINVAL);
+	if (shared_bytes < shared_size) {
+		say("successor: shared memory of %zu bytes, the layout needs %llu: refused", shared_bytes,
+		    static_cast<unsigned long long>(shared_size));
+		return 2;
+	}
 	/* The old VM and its guest_memfd file go: the successor holds what it needs. */
 	b.fds[0].fd.reset();
 	b.fds[1].fd.reset();
@@ -465,8 +483,9 @@ int successor(int chan_fd, bool fresh)
 		die("KVM_SET_REGS");
 	xmem::send_bundle(ch, bundle_type + 1, {}, {}, {}, ec); /* ack: the old VMM may go */
 	/*
-	 * The guest resumes only once the old VMM has exited: its VM, its vCPU
-	 * and its guest_memfd file are gone, only this process's hold the memory.
+	 * The guest resumes only once the old VMM has exited. Its VM is dead
+	 * already (the link killed it) and its guest_memfd file retired: no
+	 * other file gives access to the memory, whoever else holds a copy.
 	 */
 	struct pollfd pfd = {old_pidfd.get(), POLLIN, 0};
 	if (::poll(&pfd, 1, 60000) != 1)
@@ -578,6 +597,14 @@ int run(bool fresh)
 		    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
 		return 1;
 	}
+	/* The link is a move: this VMM's VM is dead once the successor linked. */
+	struct kvm_regs regs = {};
+	const int rv = xioctl(v.vm.get(), KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY);
+	const int ev = rv < 0 ? errno : 0;
+	const int rc = xioctl(v.vcpu.get(), KVM_GET_REGS, &regs);
+	const int ec2 = rc < 0 ? errno : 0;
+	say("old VMM: after the handover, its VM: KVM_CHECK_EXTENSION -> %s, its vCPU: KVM_GET_REGS -> %s",
+	    rv < 0 ? std::strerror(ev) : "answered", rc < 0 ? std::strerror(ec2) : "answered");
 	say("old VMM: successor runs the guest; exiting");
 	return 0;
 }
@@ -828,6 +855,20 @@ int refuse()
 			fails += r < 0;
 			if (r >= 0)
 				::close(r);
+			/* A move: VM A is dead and its file retired. */
+			r = xioctl(a.vm.get(), KVM_CHECK_EXTENSION, KVM_CAP_USER_MEMORY);
+			const int e4 = r < 0 ? errno : 0;
+			say("refuse: VM A after the link, KVM_CHECK_EXTENSION -> %s: %s",
+			    r < 0 ? std::strerror(e4) : "answered", e4 == EIO ? "ok" : "FAIL");
+			fails += e4 != EIO;
+			xmem::unique_fd d = create_vm(a.kvm.get());
+			r = xioctl(d.get(), KVM_LINK_GUEST_MEMFD, &l);
+			const int e5 = r < 0 ? errno : 0;
+			if (r >= 0)
+				::close(r);
+			say("refuse: link VM A's guest_memfd a second time -> %s: %s",
+			    r < 0 ? std::strerror(e5) : "linked", e5 == EIO ? "ok" : "FAIL");
+			fails += e5 != EIO;
 		}
 	}
 	say("refuse: %s", fails ? "FAIL" : "PASS");

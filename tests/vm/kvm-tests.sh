@@ -2,12 +2,13 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 # KVM inside the test VM (the KVM kernel, scripts/kernel-build --kvm, booted by
 # scripts/vm-run --host-tsc): the tree's guest_memfd and private-memory selftests and
-# xmem's guest_memfd_no_direct_map_test, built by scripts/build-kvm-selftests.
+# xmem's guest_memfd_no_direct_map_test and guest_memfd_flags_test, built by scripts/build-kvm-selftests.
 #
 # Usage: tests/vm/kvm-tests.sh [--no-pool] [TESTDIR]   (default: build/kernel/kvm-selftests)
 #   --no-pool  the kernel was booted with memfd_exclusive.enable=0 (no unmapped pool): run
 #              only guest_memfd_no_direct_map_test --no-pool, which checks that
-#              GUEST_MEMFD_FLAG_NO_DIRECT_MAP is refused with EINVAL
+#              GUEST_MEMFD_FLAG_NO_DIRECT_MAP is refused with EINVAL, and
+#              guest_memfd_flags_test --no-pool (KVM_CAP_GUEST_MEMFD_FLAGS offers no flag)
 #
 # Fails (exit 1) when:
 #   - the guest sees fewer or more CPUs than scripts/vm-run gave it (tests/vm/cpus.sh);
@@ -15,7 +16,7 @@
 #     VMs need it);
 #   - any test binary is missing, exits non-zero, or skips (exit 4: the KVM kernel has
 #     every feature these tests need, so a skip is a failure);
-#   - guest_memfd_no_direct_map_test does not print its final PASS;
+#   - guest_memfd_no_direct_map_test or guest_memfd_flags_test does not print its final PASS;
 #   - gmem_populate (tests/bench/gmem_populate.c at 64 MiB) finds a mode whose memory did not
 #     come from, or go back to, the allocator the mode names.
 # Kernel reports on the console fail the run through scripts/vm-run's judge.
@@ -60,7 +61,8 @@ run() {
 	4) fail "$name $*: skipped (exit 4); the KVM kernel should have what it needs" ;;
 	*) fail "$name $*: exit $rc" ;;
 	esac
-	if [ "${name%% *}" = x86_64/guest_memfd_no_direct_map_test ] && [ $rc = 0 ] &&
+	if { [ "$name" = x86_64/guest_memfd_no_direct_map_test ] ||
+		[ "$name" = x86_64/guest_memfd_flags_test ]; } && [ $rc = 0 ] &&
 		! grep -qx PASS "$out"; then
 		fail "$name: exit 0 without its final PASS line"
 	fi
@@ -69,6 +71,7 @@ run() {
 
 if [ $no_pool = 1 ]; then
 	run x86_64/guest_memfd_no_direct_map_test --no-pool
+	run x86_64/guest_memfd_flags_test --no-pool
 	[ $status = 0 ] && echo "kvm-tests: PASS: $passed tests (no pool)" || echo "kvm-tests: FAILED"
 	exit $status
 fi
@@ -77,6 +80,7 @@ run x86_64/private_mem_kvm_exits_test
 run x86_64/private_mem_conversions_test
 run x86_64/private_mem_conversions_test -n 2 -m 2 -s anonymous_thp
 run x86_64/guest_memfd_no_direct_map_test
+run x86_64/guest_memfd_flags_test
 # The benchmark's program at 64 MiB: the pool, a plain guest_memfd and the per-folio mode
 # (kvm.gmem_unmap_per_folio, patch 0022) each populate (by a guest's writes, and by
 # fallocate) and release, and it checks that the guest wrote every page and that the memory

@@ -18,12 +18,15 @@
 #   - "xmem-vmm refuse" does not refuse every lying bundle with the expected error
 #     and unchanged fd and mapping counts, or the kernel's KVM_LINK_GUEST_MEMFD does
 #     not refuse another VM's guest_memfd, a memfd and unknown flags with EINVAL
-#     (or is missing: ENOTTY), or refuses the honest controls;
+#     (or is missing: ENOTTY), or refuses the honest controls, or after the control's
+#     link VM A still answers or its guest_memfd links again (the link is a move: EIO);
 #   - "xmem-vmm run": the guest's secret is not reported intact by the successor
-#     after the handover, or the old VMM does not exit 0 before the successor ends;
-#   - "xmem-vmm run --fresh" (control: the successor binds an empty guest_memfd):
-#     the guest does not report its secret lost. A check that could not fail would
-#     pass here too.
+#     after the handover, the linked fd is not close-on-exec, the old VMM's VM and
+#     vCPU still answer ioctls after the link, or the old VMM does not exit 0 before
+#     the successor ends;
+#   - "xmem-vmm run --fresh" (control: the successor binds an empty guest_memfd and
+#     links nothing): the guest does not report its secret lost, or the old VM does not
+#     answer. A check that could not fail would pass here too.
 # Kernel reports on the console fail the run through scripts/vm-run's judge.
 set -u
 
@@ -69,11 +72,14 @@ grep -q 'probe child: PASS (EIO, EIO, EINVAL; control ok)' "$out" ||
 step refuse 0 refuse
 grep -q '^xmem-vmm\[[0-9]*\]: refuse: PASS$' "$out" || fail "refuse: no PASS line"
 n=$(grep -c ': ok$' "$out")
-[ "$n" -ge 10 ] || fail "refuse: $n refusals ok, expected 10 (7 bundles, 3 link errors)"
+[ "$n" -ge 12 ] || fail "refuse: $n refusals ok, expected 12 (7 bundles, 3 link errors, the source dead and its file retired after the link)"
 
 step handover 0 run
-grep -q 'successor: KVM_LINK_GUEST_MEMFD: guest_memfd fd [0-9]* of the new VM' "$out" ||
-	fail "handover: the successor did not link the guest_memfd"
+grep -q 'successor: KVM_LINK_GUEST_MEMFD: guest_memfd fd [0-9]* of the new VM on the old inode, close-on-exec' "$out" ||
+	fail "handover: the successor did not link the guest_memfd, or the link fd is not close-on-exec"
+# The link is a move: the old VMM's VM and vCPU are dead after it (the control below: alive).
+grep -q 'old VMM: after the handover, its VM: KVM_CHECK_EXTENSION -> Input/output error, its vCPU: KVM_GET_REGS -> Input/output error' "$out" ||
+	fail "handover: the old VMM's VM is not dead after the link"
 grep -q 'old VMM: successor runs the guest; exiting' "$out" ||
 	fail "handover: the old VMM did not hand over and exit"
 grep -q 'reports 0 of 16384 dwords differ: secret INTACT' "$out" ||
@@ -87,6 +93,8 @@ grep -q 'successor: the old VMM (pid [0-9]*) has exited; resuming the guest' "$o
 step control 0 run --fresh
 grep -q 'reports 16383 of 16384 dwords differ: secret LOST' "$out" ||
 	fail "control (--fresh): the guest did not report its secret lost"
+grep -q 'old VMM: after the handover, its VM: KVM_CHECK_EXTENSION -> answered, its vCPU: KVM_GET_REGS -> answered' "$out" ||
+	fail "control (--fresh): without a link the old VMM's VM should still answer"
 
 rm -f "$out"
 if [ $status = 0 ]; then
