@@ -29,7 +29,9 @@
  *  - seconds the population took: KVM_RUN until the guest's HLT, or the
  *    fallocate() (emulated time under QEMU TCG);
  *  - MemFree's drop (kB) and the growth of the pool's pages in use (pages): the
- *    memory was allocated, by the allocator the mode says; and after the
+ *    memory was allocated, by the allocator the mode says, and unmapped as it
+ *    says (a flush per page per folio, one per pageblock taken by the pool,
+ *    none for plain, give or take 8 of the rest of the kernel); and after the
  *    release, the pool's pages in use back where they were and (off the pool) MemFree
  *    regained: the memory went back.
  * A mode whose checks fail is reported with "ok": false and an error.
@@ -314,6 +316,21 @@ static void run(struct result *r, size_t size)
 	if ((!r->flag || r->per_folio) && r->pool_pages_grown != 0)
 		fail(r, "pool pages in use grew by %ld in a mode off the pool",
 		     r->pool_pages_grown);
+	/*
+	 * Each way unmaps as it says: per folio, a kernel TLB flush per page;
+	 * the pool, one per pageblock it took from the direct map (and a few
+	 * flushes of the rest of the kernel); plain, none but those few.
+	 */
+	if (r->per_folio && r->flush_range < (long)(size / page_size))
+		fail(r, "%ld kernel TLB flushes for %zu pages unmapped one by one",
+		     r->flush_range, size / page_size);
+	if (r->flag && !r->per_folio &&
+	    (r->pool_tlb_flushes != r->pool_block_allocs ||
+	     r->flush_range > r->pool_block_allocs + 8))
+		fail(r, "%ld kernel TLB flushes, %ld by the pool, for %ld pageblocks it took",
+		     r->flush_range, r->pool_tlb_flushes, r->pool_block_allocs);
+	if (!r->flag && r->flush_range > 8)
+		fail(r, "%ld kernel TLB flushes for a plain guest_memfd", r->flush_range);
 
 out:
 	if (profile_start())

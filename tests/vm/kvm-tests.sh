@@ -18,7 +18,8 @@
 #     every feature these tests need, so a skip is a failure);
 #   - guest_memfd_no_direct_map_test or guest_memfd_flags_test does not print its final PASS;
 #   - gmem_populate (tests/bench/gmem_populate.c at 64 MiB) finds a mode whose memory did not
-#     come from, or go back to, the allocator the mode names.
+#     come from, or go back to, the allocator the mode names, or was not unmapped as it says;
+#   - gmem_per_folio (tests/vm/gmem_per_folio.c) does not print its PASS.
 # Kernel reports on the console fail the run through scripts/vm-run's judge.
 set -u
 
@@ -66,6 +67,9 @@ run() {
 		! grep -qx PASS "$out"; then
 		fail "$name: exit 0 without its final PASS line"
 	fi
+	if [ "$name" = gmem_per_folio ] && [ $rc = 0 ] && ! grep -qx 'gmem_per_folio: PASS' "$out"; then
+		fail "$name: exit 0 without its 'gmem_per_folio: PASS' line"
+	fi
 	rm -f "$out"
 }
 
@@ -86,6 +90,9 @@ run x86_64/guest_memfd_flags_test
 # fallocate) and release, and it checks that the guest wrote every page and that the memory
 # came from the allocator the mode names and went back (exit 1 otherwise).
 run gmem_populate 64
+# The mode's paths its review found broken (tests/vm/gmem_per_folio.c): pages freed by a lost
+# filemap_add_folio() race or a failed memcg charge, and hibernation while pages are out.
+run gmem_per_folio
 
 if [ $status = 0 ]; then
 	echo "kvm-tests: PASS: $passed tests"
