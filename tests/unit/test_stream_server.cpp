@@ -37,19 +37,9 @@
 
 using namespace xmem;
 using namespace std::chrono_literals;
+using xmem::test::wait_until;
 
 namespace {
-
-bool wait_until(const std::function<bool()> &pred, std::chrono::milliseconds limit = 5000ms)
-{
-	const auto end = std::chrono::steady_clock::now() + limit;
-	while (!pred()) {
-		if (std::chrono::steady_clock::now() > end)
-			return false;
-		std::this_thread::sleep_for(2ms);
-	}
-	return true;
-}
 
 std::vector<std::byte> bytes_of(std::string_view s)
 {
@@ -101,11 +91,8 @@ unique_fd stream_listener(const std::string &path)
 
 unique_fd stream_connect(const std::string &path)
 {
-	unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-	struct sockaddr_un addr = {};
-	addr.sun_family = AF_UNIX;
-	std::strcpy(addr.sun_path, path.c_str());
-	BOOST_REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) == 0);
+	unique_fd fd = test::unix_connect(path, SOCK_STREAM);
+	BOOST_REQUIRE(fd);
 	return fd;
 }
 
