@@ -9,19 +9,21 @@
  *   xmem-agent [-c | -s] -k
  *
  * Two processes per key added (docs/agent.md):
- *  - the signer (this process): the socket, the event loop serving every
- *    client at once (epoll, non-blocking), the keys (each a page of
- *    exclusive memory it maps), signing (libsodium), lock state. It never
+ *  - the signer (this process): the socket, served by libxmem-server's
+ *    stream mode (xmem::stream_server: every client at once, epoll), the
+ *    keys (each a page of exclusive memory it maps), signing (libsodium),
+ *    lock state, and a helper thread for parsers, lifetimes and delays. It never
  *    parses a private key: ADD_IDENTITY bodies go, as the fd of the
  *    exclusive memory they were received into, to
  *  - a parser (parser.hpp), a fresh sandboxed process per ADD request,
  *    which returns the key as a sealed page of exclusive memory
  *    (SCM_RIGHTS, libxmem's verified receive) or a refusal.
  *
- * Every message body is received straight into an exclusive mapping: a
- * page per client for bodies up to 4 KiB, a region of its own for larger
- * ones and for every ADD request. Only the 5-byte frame header (length and
- * type) passes through ordinary memory. Key pages are wiped with
+ * Every message body is received by the server straight into an exclusive
+ * mapping: a page per client for bodies up to 4 KiB, a region of its own
+ * for larger ones. Only the 4-byte length of each frame passes through
+ * ordinary memory. ADD bodies are copied into exclusive memory of their own
+ * for the parser. Key pages are wiped with
  * sodium_memzero() when removed, expired, replaced or at exit.
  */
 
