@@ -632,7 +632,10 @@ void core::take_peer(unique_fd sock, uid_t uid)
 	p.tokens = shared_.opts.request_burst;
 	p.refilled = now;
 	p.deadline = deadline_for(p, now);
-	detail::build_receive(p.rx_msg, p.rx_iov, p.rx, p.rx_control.bytes);
+	if (shared_.stream)
+		stream_prepare(p); /* the first length: nothing to fail */
+	else
+		detail::build_receive(p.rx_msg, p.rx_iov, p.rx, p.rx_control.bytes);
 	if (std::error_code ec = engine->arm_receive(p))
 		fail(p, ec, "epoll_ctl");
 }
@@ -664,6 +667,10 @@ void core::received(peer_slot &p, long res)
 {
 	if (p.state != peer_state::receiving)
 		return;
+	if (shared_.stream) {
+		stream_received(p, res);
+		return;
+	}
 	if (res < 0) {
 		fail(p, detail::errno_code(static_cast<int>(-res)), "receive");
 		return;
@@ -922,6 +929,56 @@ std::size_t loops_for(const server_options &o)
 
 } // namespace srv
 
+namespace srv {
+
+void shared::make_cores(std::size_t n)
+{
+	cores.clear();
+	const std::size_t slots = (opts.max_peers + n - 1) / n;
+	for (std::size_t i = 0; i < n; i++)
+		cores.push_back(std::make_unique<core>(*this, i, slots));
+}
+
+std::string shared::set_up_engines()
+{
+	std::string fallback;
+	std::size_t n = loops_for(opts);
+	bool uring_ok = !opts.force_epoll;
+	if (uring_ok && !uring_passes_fds(fallback))
+		uring_ok = false; /* fallback says why */
+	while (uring_ok) {
+		make_cores(n);
+		std::size_t made = 0;
+		std::string why;
+		for (; made < n; made++) {
+			auto e = make_uring_engine(*cores[made], why);
+			if (!e)
+				break;
+			cores[made]->owned_engine = std::move(e);
+		}
+		if (made == n) {
+			for (auto &c : cores)
+				c->engine = c->owned_engine.get();
+			return "";
+		}
+		if (made == 0) {
+			fallback = why;
+			break;
+		}
+		/* Fewer rings than loops (RLIMIT_MEMLOCK before 5.12, say): as many loops as rings. */
+		n = made;
+	}
+	if (opts.force_epoll)
+		fallback = "epoll asked for (force_epoll)";
+	/* epoll: one loop. */
+	make_cores(1);
+	cores[0]->owned_engine = make_epoll_engine(*cores[0]);
+	cores[0]->engine = cores[0]->owned_engine.get();
+	return fallback;
+}
+
+} // namespace srv
+
 struct server::impl {
 	srv::shared shared;
 	std::string fallback_reason;
@@ -929,15 +986,6 @@ struct server::impl {
 	impl(listener l, callbacks cb, server_options opts)
 		: shared(std::move(l), std::move(cb), opts)
 	{
-	}
-
-	/* @n cores, ceil(max_peers / n) slots each. */
-	void make_cores(std::size_t n)
-	{
-		shared.cores.clear();
-		const std::size_t slots = (shared.opts.max_peers + n - 1) / n;
-		for (std::size_t i = 0; i < n; i++)
-			shared.cores.push_back(std::make_unique<srv::core>(shared, i, slots));
 	}
 };
 
@@ -951,39 +999,7 @@ server::server(listener l, handler h, server_options opts, logger log)
 server::server(listener l, callbacks cb, server_options opts)
 	: impl_(std::make_unique<impl>(std::move(l), std::move(cb), opts))
 {
-	auto &cores = impl_->shared.cores;
-	std::size_t n = srv::loops_for(opts);
-	bool uring_ok = !opts.force_epoll;
-	if (uring_ok && !srv::uring_passes_fds(impl_->fallback_reason))
-		uring_ok = false; /* fallback_reason says why */
-	while (uring_ok) {
-		impl_->make_cores(n);
-		std::size_t made = 0;
-		std::string why;
-		for (; made < n; made++) {
-			auto e = srv::make_uring_engine(*cores[made], why);
-			if (!e)
-				break;
-			cores[made]->owned_engine = std::move(e);
-		}
-		if (made == n) {
-			for (auto &c : cores)
-				c->engine = c->owned_engine.get();
-			return;
-		}
-		if (made == 0) {
-			impl_->fallback_reason = why;
-			break;
-		}
-		/* Fewer rings than loops (RLIMIT_MEMLOCK before 5.12, say): as many loops as rings. */
-		n = made;
-	}
-	if (opts.force_epoll)
-		impl_->fallback_reason = "epoll asked for (server_options::force_epoll)";
-	/* epoll: one loop. */
-	impl_->make_cores(1);
-	cores[0]->owned_engine = srv::make_epoll_engine(*cores[0]);
-	cores[0]->engine = cores[0]->owned_engine.get();
+	impl_->fallback_reason = impl_->shared.set_up_engines();
 }
 
 server::~server() = default;

@@ -274,6 +274,7 @@ struct shared {
 	} stats;
 
 	/* Stream servers: bytes of body regions held, in all and per uid (the loop's thread). */
+	std::mutex body_mutex;		/* held for uid_body_used: loops charge concurrently */
 	std::atomic<std::size_t> body_used{0};
 	std::unordered_map<uid_t, std::size_t> uid_body_used;
 
@@ -291,6 +292,14 @@ struct shared {
 		 std::string_view what) noexcept;
 	/* Checks and settings common to both constructors. */
 	void set_up();
+	/* @n cores, ceil(max_peers / n) slots each. */
+	void make_cores(std::size_t n);
+	/*
+	 * The cores and their engines: io_uring with opts.event_loops loops
+	 * (after uring_passes_fds), else epoll with one. Returns why io_uring
+	 * is not used ("" when it is).
+	 */
+	std::string set_up_engines();
 	/* One more peer of @uid, unless it has its share already. */
 	bool take_uid(uid_t uid) noexcept;
 	void drop_uid(uid_t uid) noexcept;
@@ -337,8 +346,10 @@ public:
 	[[nodiscard]] bool accepts() const noexcept { return index_ == 0; }
 	[[nodiscard]] int listen_fd() const noexcept { return shared_.listen_fd(); }
 	[[nodiscard]] bool streaming() const noexcept { return shared_.stream != nullptr; }
-	/* A stream peer's socket is readable: receive what came, handle one whole message. */
+	/* epoll: a stream peer's socket is readable: receive what came, handle one whole message. */
 	void stream_readable(peer_slot &p);
+	/* io_uring: a stream peer's recvmsg completed with @res bytes or -errno. */
+	void stream_received(peer_slot &p, long res);
 	[[nodiscard]] int stop_fd() const noexcept { return shared_.stop_fd.get(); }
 	[[nodiscard]] int wake_fd() const noexcept { return box_->wake.get(); }
 
@@ -372,7 +383,8 @@ private:
 	[[nodiscard]] clock::time_point deadline_for(const peer_slot &p, clock::time_point now) const noexcept;
 
 	/* Stream peers (server.cpp, after the SEQPACKET code). */
-	void stream_take(peer_slot &p, clock::time_point now);
+	bool stream_prepare(peer_slot &p);
+	bool stream_consume(peer_slot &p, long res);
 	bool stream_body(peer_slot &p);
 	bool stream_region(peer_slot &p, std::size_t size, mapping &out, std::size_t &charged);
 	void stream_uncharge(peer_slot &p, std::size_t bytes) noexcept;

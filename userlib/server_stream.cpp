@@ -57,109 +57,138 @@ server_options stream_server_options(const stream_options &o) noexcept
 	s.peer_timeout = shortest;
 	s.requests_per_second = o.requests_per_second;
 	s.request_burst = o.request_burst;
-	s.force_epoll = true;
+	s.force_epoll = o.force_epoll;
 	s.peer_pidfds = o.peer_pidfds;
 	s.refuse_fds = o.refuse_fds;
 	s.max_stray_fds_per_uid = o.max_stray_fds_per_uid;
-	s.event_loops = 1;
+	s.event_loops = o.event_loops;
 	return s;
 }
 
-void core::stream_readable(peer_slot &p)
+/*
+ * Points p.rx_msg at where the next bytes of @p's message go: the rest of
+ * its length, or of its body (growing a full region first). Room for
+ * control data: fds a peer attaches go to the closer thread. False: @p
+ * was closed (a budget, no memory).
+ */
+bool core::stream_prepare(peer_slot &p)
+{
+	stream_peer &s = p.stream;
+	std::byte *dst;
+	std::size_t want;
+	if (s.header_got < 4) {
+		dst = p.rx.data() + s.header_got;
+		want = 4 - s.header_got;
+	} else {
+		if (s.got == s.target().size() && !stream_body(p))
+			return false;
+		mapping &t = s.target();
+		dst = t.data() + s.got;
+		want = std::min<std::size_t>(s.length, t.size()) - s.got;
+	}
+	p.rx_iov = {dst, want};
+	p.rx_msg = {};
+	p.rx_msg.msg_iov = &p.rx_iov;
+	p.rx_msg.msg_iovlen = 1;
+	p.rx_msg.msg_control = p.rx_control.bytes.data();
+	p.rx_msg.msg_controllen = p.rx_control.bytes.size();
+	return true;
+}
+
+/*
+ * A recvmsg(2) of p.rx_msg (stream_prepare) returned @res bytes or -errno.
+ * True when more of the message is wanted; false when it was whole and
+ * handled (one per turn: the rest waits, fairness) or @p was closed.
+ */
+bool core::stream_consume(peer_slot &p, long res)
 {
 	stream_peer &s = p.stream;
 	const stream_options &o = shared_.stream->opts;
-	while (p.state == peer_state::receiving) {
-		std::byte *dst;
-		std::size_t want;
-		if (s.header_got < 4) {
-			dst = p.rx.data() + s.header_got;
-			want = 4 - s.header_got;
-		} else {
-			mapping &m = s.target();
-			if (s.got == m.size() && !stream_body(p))
-				return; /* closed */
-			mapping &t = s.target();
-			dst = t.data() + s.got;
-			want = std::min<std::size_t>(s.length, t.size()) - s.got;
+	if (res < 0) {
+		fail(p, detail::errno_code(static_cast<int>(-res)), "receive");
+		return false;
+	}
+	if (p.rx_msg.msg_controllen > 0 || (p.rx_msg.msg_flags & MSG_CTRUNC)) {
+		std::size_t k = 0;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&p.rx_msg); c; c = CMSG_NXTHDR(&p.rx_msg, c)) {
+			if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+				continue;
+			const std::size_t fds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+			for (std::size_t i = 0; i < fds; i++) {
+				int fd;
+				std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
+				if (k < p.rx_fds.size())
+					p.rx_fds[k++].reset(fd);
+				else
+					::close(fd); /* cannot happen: the buffer holds rx_fd_slots */
+			}
 		}
-		/* recvmsg(2) with room for control data: fds a peer attaches go to the closer thread. */
-		p.rx_iov = {dst, want};
-		p.rx_msg = {};
-		p.rx_msg.msg_iov = &p.rx_iov;
-		p.rx_msg.msg_iovlen = 1;
-		p.rx_msg.msg_control = p.rx_control.bytes.data();
-		p.rx_msg.msg_controllen = p.rx_control.bytes.size();
+		discard_fds(p);
+		fail(p, detail::errno_code(EBADMSG), "control data (fds) on a stream");
+		return false;
+	}
+	if (res == 0) {
+		if (s.started)
+			fail(p, std::make_error_code(std::errc::connection_aborted),
+			     "closed in the middle of a message");
+		else
+			begin_close(p); /* an orderly goodbye */
+		return false;
+	}
+	const auto got = static_cast<std::size_t>(res);
+	if (!s.started) {
+		s.started = true;
+		p.deadline = deadline_for(p, clock::now());
+	}
+	if (s.header_got < 4) {
+		s.header_got += got;
+		if (s.header_got < 4)
+			return true;
+		s.length = be32(p.rx.data());
+		/* As OpenSSH's process_message(): these close the connection. */
+		if (s.length == 0 || s.length > o.max_message) {
+			fail(p, detail::errno_code(EMSGSIZE),
+			     "message of " + std::to_string(s.length) + " bytes (at least 1, at most " +
+				     std::to_string(o.max_message) + ")");
+			return false;
+		}
+		return stream_body(p);
+	}
+	s.got += got;
+	if (s.got < s.length)
+		return true;
+
+	/* One whole message. */
+	const std::span<std::byte> body(s.target().data(), s.length);
+	handle(p, {}, clock::now(), [&](defer_point &point) {
+		stream_context ctx{p.id, p.cred, p.pidfd, body};
+		ctx.defer_state = &point;
+		reply r = shared_.stream->handler(ctx);
+		stream_done(p); /* a handler that throws: the close wipes it (release) */
+		return r;
+	});
+	return false;
+}
+
+/* epoll: the socket is readable; receive what came (non-blocking), at most one message. */
+void core::stream_readable(peer_slot &p)
+{
+	while (p.state == peer_state::receiving && stream_prepare(p)) {
 		const ssize_t n = ::recvmsg(p.sock.get(), &p.rx_msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
 			return;
-		if (n < 0) {
-			fail(p, detail::errno_code(errno), "receive");
+		if (!stream_consume(p, n < 0 ? -errno : n))
 			return;
-		}
-		if (p.rx_msg.msg_controllen > 0 || (p.rx_msg.msg_flags & MSG_CTRUNC)) {
-			std::size_t k = 0;
-			for (struct cmsghdr *c = CMSG_FIRSTHDR(&p.rx_msg); c; c = CMSG_NXTHDR(&p.rx_msg, c)) {
-				if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-					continue;
-				const std::size_t fds = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-				for (std::size_t i = 0; i < fds; i++) {
-					int fd;
-					std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(fd));
-					if (k < p.rx_fds.size())
-						p.rx_fds[k++].reset(fd);
-					else
-						::close(fd); /* cannot happen: the buffer holds rx_fd_slots */
-				}
-			}
-			discard_fds(p);
-			fail(p, detail::errno_code(EBADMSG), "control data (fds) on a stream");
-			return;
-		}
-		if (n == 0) {
-			if (s.started)
-				fail(p, std::make_error_code(std::errc::connection_aborted),
-				     "closed in the middle of a message");
-			else
-				begin_close(p); /* an orderly goodbye */
-			return;
-		}
-		const auto got = static_cast<std::size_t>(n);
-		if (!s.started) {
-			s.started = true;
-			p.deadline = deadline_for(p, clock::now());
-		}
-		if (s.header_got < 4) {
-			s.header_got += got;
-			if (s.header_got < 4)
-				continue;
-			s.length = be32(p.rx.data());
-			/* As OpenSSH's process_message(): these close the connection. */
-			if (s.length == 0 || s.length > o.max_message) {
-				fail(p, detail::errno_code(EMSGSIZE),
-				     "message of " + std::to_string(s.length) + " bytes (at least 1, at most " +
-					     std::to_string(o.max_message) + ")");
-				return;
-			}
-			if (!stream_body(p))
-				return;
-			continue;
-		}
-		s.got += got;
-		if (s.got < s.length)
-			continue;
-
-		/* One whole message; the rest waits for the next turn (fairness). */
-		const std::span<std::byte> body(s.target().data(), s.length);
-		handle(p, {}, clock::now(), [&](defer_point &point) {
-			stream_context ctx{p.id, p.cred, p.pidfd, body};
-			ctx.defer_state = &point;
-			reply r = shared_.stream->handler(ctx);
-			stream_done(p); /* a handler that throws: the close wipes it (release) */
-			return r;
-		});
-		return;
 	}
+}
+
+/* io_uring: a recvmsg completed; receive on for the rest of the message. */
+void core::stream_received(peer_slot &p, long res)
+{
+	if (!stream_consume(p, res) || p.state != peer_state::receiving || !stream_prepare(p))
+		return;
+	if (std::error_code ec = engine->arm_receive(p))
+		fail(p, ec, "io_uring");
 }
 
 /*
@@ -207,6 +236,7 @@ bool core::stream_region(peer_slot &p, std::size_t size, mapping &out, std::size
 {
 	const stream_options &o = shared_.stream->opts;
 	const uid_t uid = p.cred.uid;
+	std::unique_lock<std::mutex> g(shared_.body_mutex);
 	const auto it = shared_.uid_body_used.find(uid);
 	const std::size_t mine = it == shared_.uid_body_used.end() ? 0 : it->second;
 	const std::size_t used = shared_.body_used.load(std::memory_order_relaxed);
@@ -216,21 +246,25 @@ bool core::stream_region(peer_slot &p, std::size_t size, mapping &out, std::size
 			std::to_string(o.body_budget) + " bytes in use, " + std::to_string(mine) + " of " +
 			std::to_string(o.body_budget_per_uid) + " by uid " + std::to_string(uid) +
 			"): a message of " + std::to_string(p.stream.length) + " bytes refused";
+		g.unlock();
 		fail(p, detail::errno_code(ENOBUFS), why);
 		return false;
 	}
+	if (charged) {
+		/* Charged before the memory is made, so that loops cannot pass the budget together. */
+		shared_.uid_body_used[uid] += charged; /* reserved for max_peers uids */
+		shared_.body_used.fetch_add(charged, std::memory_order_relaxed);
+	}
+	g.unlock();
 	std::error_code ec;
 	memory m = memory::create("xmem-stream-body", size, o.memory, ec);
 	if (!ec)
 		out = mapping::map(m, access::read_write, ec);
 	if (ec) {
+		stream_uncharge(p, charged);
 		fail(p, ec, "no exclusive memory for a message of " +
 				    std::to_string(p.stream.length) + " bytes");
 		return false;
-	}
-	if (charged) {
-		shared_.uid_body_used[uid] += charged; /* reserved for max_peers uids */
-		shared_.body_used.fetch_add(charged, std::memory_order_relaxed);
 	}
 	return true;
 }
@@ -239,6 +273,7 @@ void core::stream_uncharge(peer_slot &p, std::size_t bytes) noexcept
 {
 	if (bytes == 0)
 		return;
+	std::lock_guard<std::mutex> g(shared_.body_mutex);
 	shared_.body_used.fetch_sub(bytes, std::memory_order_relaxed);
 	auto it = shared_.uid_body_used.find(p.cred.uid);
 	if (it != shared_.uid_body_used.end() && (it->second -= bytes) == 0)
@@ -327,6 +362,7 @@ void core::stream_sent(peer_slot &p, std::size_t n)
 	shared_.stats.served++;
 	p.state = peer_state::receiving;
 	p.deadline = deadline_for(p, now);
+	stream_prepare(p); /* the next length: nothing to fail */
 	if (std::error_code ec = engine->arm_receive(p))
 		fail(p, ec, "epoll_ctl");
 }
@@ -356,6 +392,7 @@ std::string core::stream_timeout_reason(const peer_slot &p) const
 struct stream_server::impl {
 	srv::stream_config config;
 	srv::shared shared;
+	std::string fallback_reason;
 
 	impl(unique_fd fd, callbacks cb, stream_options opts)
 		: config{std::move(cb.on_request), opts},
@@ -363,10 +400,7 @@ struct stream_server::impl {
 			 server::callbacks{{}, std::move(cb.on_connect), std::move(cb.on_disconnect),
 					   std::move(cb.on_error)})
 	{
-		shared.cores.push_back(std::make_unique<srv::core>(shared, 0, opts.max_peers));
-		auto &c = *shared.cores[0];
-		c.owned_engine = srv::make_epoll_engine(c);
-		c.engine = c.owned_engine.get();
+		fallback_reason = shared.set_up_engines();
 	}
 };
 
@@ -381,7 +415,17 @@ stream_server::~stream_server() = default;
 
 server_engine stream_server::engine() const noexcept
 {
-	return server_engine::epoll;
+	return impl_->shared.cores[0]->engine->kind();
+}
+
+const std::string &stream_server::fallback_reason() const noexcept
+{
+	return impl_->fallback_reason;
+}
+
+std::size_t stream_server::event_loops() const noexcept
+{
+	return impl_->shared.cores.size();
 }
 
 void stream_server::run()

@@ -299,7 +299,8 @@ public:
 			message_deadline_ = unread_deadline_ = *opts_.test_deadline;
 	}
 
-	int run(xmem::unique_fd listen_fd);
+	/* Serves @listen_fd (bound at @path) until a signal stops it. */
+	int run(xmem::unique_fd listen_fd, const std::string &path);
 
 private:
 	xmem::reply handle(const xmem::stream_context &ctx);
@@ -955,7 +956,7 @@ void agent::helper()
 	}
 }
 
-int agent::run(xmem::unique_fd listen_fd)
+int agent::run(xmem::unique_fd listen_fd, const std::string &path)
 {
 	epoll_ = xmem::unique_fd(::epoll_create1(EPOLL_CLOEXEC));
 	if (!epoll_)
@@ -996,6 +997,9 @@ int agent::run(xmem::unique_fd listen_fd)
 	so.answer_timeout = answer_deadline;
 	so.requests_per_second = 0;	/* a pipelining client is served in turn, not closed */
 	so.peer_pidfds = false;		/* decisions use the uid only */
+	/* XMEM_AGENT_ENGINE=epoll: epoll even where io_uring works (xmem-agent(1), tests/agent). */
+	const char *engine = std::getenv("XMEM_AGENT_ENGINE");
+	so.force_epoll = engine && std::strcmp(engine, "epoll") == 0;
 	xmem::stream_server::callbacks cb;
 	cb.on_request = [this](const xmem::stream_context &ctx) { return handle(ctx); };
 	cb.on_connect = [](const xmem::peer_info &p) {
@@ -1011,6 +1015,12 @@ int agent::run(xmem::unique_fd listen_fd)
 	cb.on_error = [this](const xmem::log_event &e) { on_server_error(e); };
 	xmem::stream_server server(std::move(listen_fd), std::move(cb), so);
 	server_ = &server;
+	const xmem::kernel_support k = xmem::probe_kernel();
+	log("listening on " + path + " (keys in " +
+	    (k.exclusive ? "memfd_exclusive" : k.secret ? "memfd_secret" : "no exclusive memory") +
+	    "; served on " + std::string(xmem::to_string(server.engine())) + ")");
+	if (!server.fallback_reason().empty())
+		debug("not io_uring: " + server.fallback_reason());
 
 	watch(signals_.get(), 0, ev_other, EPOLLIN);
 	watch(wake_.get(), 1, ev_other, EPOLLIN);
@@ -1235,11 +1245,8 @@ int agent_main(int argc, char **argv)
 
 	int rc = 1;
 	try {
-		const xmem::kernel_support k = xmem::probe_kernel();
-		log("listening on " + sock.path + " (keys in " +
-		    (k.exclusive ? "memfd_exclusive" : k.secret ? "memfd_secret" : "no exclusive memory") + ")");
 		agent a(o);
-		rc = a.run(std::move(sock.fd));
+		rc = a.run(std::move(sock.fd), sock.path);
 	} catch (const std::exception &e) {
 		log(e.what());
 	}

@@ -33,9 +33,12 @@
  * must see a byte taken within reply_timeout, an idle peer may stay
  * connected (idle_timeout 0).
  *
- * Engine: epoll (one loop, the calling thread of run()); io_uring is not
- * offered for streams (a body grows as it arrives, one recv(2) at a time,
- * which the ring's fixed buffers do not fit).
+ * Engines, chosen as server.hpp chooses them (the same self-test and
+ * fallbacks): io_uring, one IORING_OP_RECVMSG at a time per peer into the
+ * rest of its length or of its body's current region, and IORING_OP_SENDMSG
+ * of the reply (again for what a short send left), with event_loops loops;
+ * or epoll (one loop; non-blocking recvmsg(2) until the message is whole or
+ * the socket empty) when io_uring is unavailable or force_epoll is set.
  */
 #pragma once
 
@@ -48,6 +51,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <string>
 
 namespace xmem {
 
@@ -117,6 +121,14 @@ struct stream_options {
 	bool peer_pidfds = true;
 	/* SO_PASSRIGHTS off on the listener (Linux 6.16), as server_options. */
 	bool refuse_fds = true;
+	/* Serve with epoll even when io_uring is available. */
+	bool force_epoll = false;
+	/*
+	 * io_uring event loops (threads), as server_options::event_loops but 1
+	 * by default, so that the handler is never called concurrently; 0: one
+	 * per online CPU. epoll always has one.
+	 */
+	unsigned event_loops = 1;
 	/* As server_options::max_stray_fds_per_uid (>= 1). */
 	std::size_t max_stray_fds_per_uid = 64;
 };
@@ -129,8 +141,9 @@ public:
 	 * after ctx.defer(), or reply::refuse(errno) to close the peer (the
 	 * errno logged, "refused by the handler"). A memory reply is refused
 	 * the same way (EINVAL). An exception closes the peer ("handler").
-	 * Called on the loop's thread, one message at a time; it should not
-	 * block: every other peer waits while it runs.
+	 * Called on the loops' threads: one message at a time with one loop
+	 * (the default), concurrently with several (event_loops, io_uring). It
+	 * should not block: the other peers of its loop wait while it runs.
 	 */
 	using handler = std::function<reply(const stream_context &)>;
 
@@ -144,7 +157,8 @@ public:
 		 * ("peer limit", "uid share", "a message not completed within
 		 * 10000 ms (slow sender)", "the body memory budget is spent
 		 * (...)", "N bytes of replies unread for 30000 ms", "message of
-		 * N bytes (at most M)", ...). Called on the loop's thread.
+		 * N bytes (at most M)", ...). Called on the loops' threads,
+		 * never two at once.
 		 */
 		server::logger on_error;
 	};
@@ -169,10 +183,13 @@ public:
 	/* run() must have returned. Closes every peer, wiping their bodies. */
 	~stream_server();
 
-	/* Always server_engine::epoll (see the top of this file). */
 	[[nodiscard]] server_engine engine() const noexcept;
+	/* Why io_uring is not used ("" when it is): the failing call and its errno. */
+	[[nodiscard]] const std::string &fallback_reason() const noexcept;
+	/* Event loops (threads) run() serves with: >= 1; 1 with epoll. */
+	[[nodiscard]] std::size_t event_loops() const noexcept;
 
-	/* As server::run(): serves on the calling thread until stop(). */
+	/* As server::run(): the first loop on the calling thread, until stop(). */
 	void run();
 	/* Makes run() return soon. Thread-safe and async-signal-safe. */
 	void stop() noexcept;
