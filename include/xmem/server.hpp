@@ -35,7 +35,9 @@
  * an fd (see server_options and docs/protocol.md, "Server engines").
  *
  * Built as its own library, libxmem-server (pkg-config libxmem-server),
- * so users of the core library do not link liburing.
+ * so users of the core library do not link liburing. Its stream mode,
+ * for length-prefixed protocols on SOCK_STREAM (ssh-agent's), is
+ * stream_server.hpp, on the same slots, loops and replies.
  */
 #pragma once
 
