@@ -400,6 +400,16 @@ struct stream_server::impl {
 			 server::callbacks{{}, std::move(cb.on_connect), std::move(cb.on_disconnect),
 					   std::move(cb.on_error)})
 	{
+		/*
+		 * io_uring's accept on an O_NONBLOCK listener may complete with
+		 * -EAGAIN instead of waiting (the file's flag wins on some
+		 * kernels): blocking here; the epoll engine sets O_NONBLOCK.
+		 */
+		const int lfd = shared.stream_listen.get();
+		const int fl = ::fcntl(lfd, F_GETFL);
+		if (fl < 0 || ::fcntl(lfd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+			throw std::system_error(detail::errno_code(errno),
+						"stream_server: fcntl on the listener");
 		fallback_reason = shared.set_up_engines();
 	}
 };

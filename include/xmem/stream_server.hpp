@@ -167,15 +167,15 @@ public:
 	static const std::size_t peer_state_bytes;
 
 	/*
-	 * Serves @listen_fd, a listening AF_UNIX SOCK_STREAM socket (made
-	 * non-blocking here; closed by the destructor, its path left to the
-	 * caller). Throws std::system_error: EINVAL for a socket of another
+	 * Serves @listen_fd, a listening AF_UNIX SOCK_STREAM socket (its
+	 * O_NONBLOCK set as the engine needs; closed by the destructor, its
+	 * path left to the caller). Throws std::system_error: EINVAL for a socket of another
 	 * kind or not listening, max_peers 0, a timeout <= 0, body_page 0,
 	 * first_region < body_page, body_budget < max_message or no handler;
 	 * EMFILE when RLIMIT_NOFILE cannot hold max_peers peers (per peer its
 	 * socket and, with peer_pidfds, its pidfd, plus 64; raised toward the
-	 * hard limit first, as server::server); errno of eventfd(2),
-	 * epoll_create1(2).
+	 * hard limit first, as server::server); errno of fcntl(2) on the
+	 * listener, eventfd(2), epoll_create1(2).
 	 */
 	stream_server(unique_fd listen_fd, callbacks cb, stream_options opts = {});
 	stream_server(const stream_server &) = delete;
