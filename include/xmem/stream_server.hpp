@@ -4,6 +4,8 @@
  * SOCK_STREAM listener that speak length-prefixed messages: a u32 length,
  * big-endian, then that many bytes of body, in both directions (the framing
  * of ssh-agent: OpenSSH's PROTOCOL.agent, draft-miller-ssh-agent section 3).
+ * The peer counts (max_peers, shares), pidfds, flood limit, closer thread
+ * and log are the SEQPACKET server's; server_stats counts its peers alike.
  * A handler decides each whole body, from the peer's credentials and pidfd,
  * and answers with bytes (framed by the server), later (defer(), from any
  * thread) or by closing the peer.
@@ -22,7 +24,7 @@
  * (explicit_bzero) once handled; a region is unmapped then too.
  *
  * The protections of the SEQPACKET server (server.hpp) carry over, by the
- * same code (userlib/server.cpp, the epoll engine): at most one message per
+ * same code (userlib/server.cpp and its engines): at most one message per
  * peer per turn of the loop; a peer is not read while its answer is deferred
  * or its reply is unsent, so it parks at most one reply in the server;
  * max_peers and a per-uid share; the flood limit; RLIMIT_NOFILE checked for
