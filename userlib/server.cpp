@@ -95,18 +95,35 @@ reply reply::later() noexcept
 	return r;
 }
 
-pending_reply request_context::defer() const
+reply reply::send(std::vector<std::byte> body) noexcept
 {
-	if (!defer_state || defer_state->deferred)
+	reply r;
+	r.bytes = std::move(body);
+	return r;
+}
+
+pending_reply pending_reply::take(srv::defer_point *point, std::string name)
+{
+	if (!point || point->deferred)
 		throw std::logic_error("server: defer() called twice, or outside the handler's call");
 	pending_reply h;
-	h.name_ = request.name;
-	h.box_ = defer_state->box;
-	h.slot_ = defer_state->slot;
-	h.id_ = defer_state->id;
-	h.request_ = defer_state->request;
-	defer_state->deferred = true;
+	h.name_ = std::move(name);
+	h.box_ = point->box;
+	h.slot_ = point->slot;
+	h.id_ = point->id;
+	h.request_ = point->request;
+	point->deferred = true;
 	return h;
+}
+
+pending_reply request_context::defer() const
+{
+	return pending_reply::take(defer_state, request.name);
+}
+
+pending_reply stream_context::defer() const
+{
+	return pending_reply::take(defer_state, {});
 }
 
 pending_reply::pending_reply(pending_reply &&other) noexcept
@@ -148,11 +165,6 @@ namespace srv {
 
 namespace {
 
-/* An errno a peer may be sent: 1..4095, else EIO. */
-int sendable_errno(int err) noexcept
-{
-	return err > 0 && err < 4096 ? err : EIO;
-}
 
 /* Whose stray fds these are: fd_sink::dispose's context. */
 struct stray_owner {
@@ -177,13 +189,14 @@ std::size_t per_uid_share(const server_options &o) noexcept
 }
 
 /*
- * RLIMIT_NOFILE for @o: per peer its socket, its pidfd and a reply's fd,
- * plus 64 for the server (eventfds, rings, epoll, listener) and the rest of
- * the process. The soft limit is raised toward the hard one when short.
+ * RLIMIT_NOFILE for @o: per peer its socket, its pidfd and a reply's fd (a
+ * stream peer's replies carry none: @stream), plus 64 for the server
+ * (eventfds, rings, epoll, listener) and the rest of the process. The soft
+ * limit is raised toward the hard one when short.
  */
-void check_fd_budget(const server_options &o)
+void check_fd_budget(const server_options &o, bool stream)
 {
-	const rlim_t per_peer = 2 + (o.peer_pidfds ? 1 : 0);
+	const rlim_t per_peer = (stream ? 1 : 2) + (o.peer_pidfds ? 1 : 0);
 	const rlim_t need = static_cast<rlim_t>(o.max_peers) * per_peer + 64;
 	struct rlimit rl;
 	if (::getrlimit(RLIMIT_NOFILE, &rl) < 0)
@@ -200,8 +213,8 @@ void check_fd_budget(const server_options &o)
 		detail::errno_code(EMFILE),
 		"server: max_peers " + std::to_string(o.max_peers) + " needs " +
 			std::to_string(need) + " fds (" + std::to_string(per_peer) +
-			" per peer: socket, " + (o.peer_pidfds ? "pidfd, " : "") +
-			"reply; 64 more for the process), RLIMIT_NOFILE is " +
+			" per peer: socket" + (o.peer_pidfds ? ", pidfd" : "") +
+			(stream ? "" : ", reply") + "; 64 more for the process), RLIMIT_NOFILE is " +
 			std::to_string(rl.rlim_cur) + " (hard " + std::to_string(rl.rlim_max) +
 			"): lower max_peers or raise the limit");
 }
@@ -304,16 +317,49 @@ shared::shared(listener l, server::callbacks cb, server_options o)
 	  on_connect(std::move(cb.on_connect)), on_disconnect(std::move(cb.on_disconnect)),
 	  opts(o), per_uid(per_uid_share(o)), refuse_fds(false), log_fn(std::move(cb.on_error))
 {
+	if (!handler || listen.fd().get() < 0)
+		throw std::system_error(detail::errno_code(EINVAL),
+					"server: a handler and a bound listener must be given");
+	set_up();
+}
+
+shared::shared(unique_fd listen_fd, const stream_config &cfg, server::callbacks cb)
+	: stream_listen(std::move(listen_fd)), stream(&cfg),
+	  on_connect(std::move(cb.on_connect)), on_disconnect(std::move(cb.on_disconnect)),
+	  opts(stream_server_options(cfg.opts)), per_uid(per_uid_share(opts)), refuse_fds(false),
+	  log_fn(std::move(cb.on_error))
+{
+	const stream_options &so = cfg.opts;
+	int type = 0, domain = 0, listening = 0;
+	socklen_t len = sizeof(int);
+	const int fd = stream_listen.get();
+	const bool ok = fd >= 0 &&
+		::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM &&
+		::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0 && domain == AF_UNIX &&
+		::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 && listening;
+	if (!ok || !cfg.handler || so.max_message == 0 || so.body_page == 0 ||
+	    so.first_region < so.body_page || so.body_budget < so.max_message ||
+	    so.message_timeout.count() <= 0 || so.reply_timeout.count() <= 0 ||
+	    so.answer_timeout.count() <= 0 || so.idle_timeout.count() < 0)
+		throw std::system_error(detail::errno_code(EINVAL),
+					"stream_server: a listening AF_UNIX SOCK_STREAM socket, a "
+					"handler, max_message >= 1, body_page >= 1, first_region >= "
+					"body_page, body_budget >= max_message and timeouts > 0 must be given");
+	set_up();
+	uid_body_used.reserve(std::min<std::size_t>(opts.max_peers, 4096));
+}
+
+void shared::set_up()
+{
 	if (opts.max_peers == 0 || opts.max_peers > UINT32_MAX ||
-	    opts.peer_timeout.count() <= 0 || !handler || listen.fd().get() < 0 ||
-	    opts.max_stray_fds_per_uid == 0)
+	    opts.peer_timeout.count() <= 0 || opts.max_stray_fds_per_uid == 0)
 		throw std::system_error(detail::errno_code(EINVAL),
 					"server: max_peers and max_stray_fds_per_uid must be >= 1, "
-					"peer_timeout > 0, and a handler and a bound listener given");
-	check_fd_budget(opts);
+					"peer_timeout > 0");
+	check_fd_budget(opts, stream != nullptr);
 	/* Accepted sockets inherit it from the listener, from their first message on. */
 	if (opts.refuse_fds)
-		refuse_fds = refuse_fds_on(listen.fd().get());
+		refuse_fds = refuse_fds_on(listen_fd());
 	uid_peers.reserve(std::min<std::size_t>(opts.max_peers, 4096));
 	stop_fd.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
 	if (!stop_fd)
@@ -405,6 +451,12 @@ void core::refuse(unique_fd sock, int err, std::string_view what)
 	struct ucred uc = {};
 	socklen_t len = sizeof(uc);
 	::getsockopt(sock.get(), SOL_SOCKET, SO_PEERCRED, &uc, &len);
+	if (shared_.stream) {
+		/* A stream protocol has no error message of ours: the close says it. */
+		shared_.stats.refused++;
+		shared_.log(0, {uc.pid, uc.uid, uc.gid}, detail::errno_code(err), what);
+		return;
+	}
 	wire::header h;
 	h.kind = wire::kind::error;
 	h.error = err;
@@ -579,8 +631,11 @@ void core::take_peer(unique_fd sock, uid_t uid)
 	const auto now = clock::now();
 	p.tokens = shared_.opts.request_burst;
 	p.refilled = now;
-	p.deadline = now + shared_.opts.peer_timeout;
-	detail::build_receive(p.rx_msg, p.rx_iov, p.rx, p.rx_control.bytes);
+	p.deadline = deadline_for(p, now);
+	if (shared_.stream)
+		stream_prepare(p); /* the first length: nothing to fail */
+	else
+		detail::build_receive(p.rx_msg, p.rx_iov, p.rx, p.rx_control.bytes);
 	if (std::error_code ec = engine->arm_receive(p))
 		fail(p, ec, "epoll_ctl");
 }
@@ -612,6 +667,10 @@ void core::received(peer_slot &p, long res)
 {
 	if (p.state != peer_state::receiving)
 		return;
+	if (shared_.stream) {
+		stream_received(p, res);
+		return;
+	}
 	if (res < 0) {
 		fail(p, detail::errno_code(static_cast<int>(-res)), "receive");
 		return;
@@ -643,43 +702,39 @@ void core::received(peer_slot &p, long res)
 		fail(p, detail::errno_code(EBUSY), "request before the last reply was taken");
 		return;
 	}
-	const auto now = clock::now();
-	if (over_flood_limit(p, now)) {
-		fail(p, detail::errno_code(EBUSY), "flood", &shared_.stats.floods);
-		return;
-	}
-
-	reply r;
-	p.requests++;
-	defer_point point{box_, p.index, p.id, p.requests};
-	try {
+	std::string name = request.name;
+	handle(p, std::move(name), clock::now(), [&](defer_point &point) {
 		request_context ctx{p.id, p.cred, p.pidfd, request};
 		ctx.defer_state = &point;
-		r = shared_.handler(ctx);
-	} catch (const std::system_error &e) {
-		fail(p, e.code(), "handler");
-		return;
-	} catch (...) {
-		fail(p, detail::errno_code(EIO), "handler");
-		return;
+		return shared_.handler(ctx);
+	});
+}
+
+clock::time_point core::deadline_for(const peer_slot &p, clock::time_point now) const noexcept
+{
+	if (!shared_.stream)
+		return now + shared_.opts.peer_timeout;
+	const stream_options &o = shared_.stream->opts;
+	switch (p.state) {
+	case peer_state::awaiting:
+		return now + o.answer_timeout;
+	case peer_state::sending:
+		return now + o.reply_timeout;
+	default:
+		if (p.stream.started)
+			return now + o.message_timeout;
+		return o.idle_timeout.count() > 0 ? now + o.idle_timeout : clock::time_point::max();
 	}
-	if (r.deferred) {
-		if (!point.deferred) {
-			fail(p, detail::errno_code(EIO), "handler: reply::later() without defer()");
-			return;
-		}
-		/* The answer comes through the mailbox (take_inbox), within peer_timeout. */
-		p.state = peer_state::awaiting;
-		p.deadline = now + shared_.opts.peer_timeout;
-		engine->pause(p);
-		return;
-	}
-	/* A handle taken and not used: its answer finds the peer no longer awaiting. */
-	respond(p, std::move(request.name), std::move(r), now);
 }
 
 void core::respond(peer_slot &p, std::string name, reply r, clock::time_point now)
 {
+	if (shared_.stream) {
+		stream_respond(p, std::move(r), now);
+		return;
+	}
+	if (!r.memory && !r.shared && !r.bytes.empty())
+		r.error = EIO; /* bytes are for stream peers */
 	wire::header h;
 	h.name = std::move(name);
 	std::error_code ec;
@@ -714,7 +769,7 @@ void core::respond(peer_slot &p, std::string name, reply r, clock::time_point no
 			   with_fd ? std::span<const borrowed_fd>(&fd, 1)
 				   : std::span<const borrowed_fd>());
 	p.state = peer_state::sending;
-	p.deadline = now + shared_.opts.peer_timeout;
+	p.deadline = deadline_for(p, now);
 	if (std::error_code ec = engine->arm_send(p))
 		fail(p, ec, "epoll_ctl");
 }
@@ -726,6 +781,10 @@ void core::sent(peer_slot &p, long res)
 	if (res < 0) {
 		/* EPIPE: the peer went while its reply was in flight. */
 		fail(p, detail::errno_code(static_cast<int>(-res)), "send");
+		return;
+	}
+	if (shared_.stream) {
+		stream_sent(p, static_cast<std::size_t>(res));
 		return;
 	}
 	if (static_cast<std::size_t>(res) != wire::header_size) {
@@ -757,10 +816,11 @@ void core::begin_close(peer_slot &p)
 {
 	if (p.state == peer_state::closing || p.state == peer_state::free)
 		return;
-	if (p.state != peer_state::draining && !stopping_ && p.sock &&
+	if (p.state != peer_state::draining && !stopping_ && p.sock && !shared_.stream &&
 	    unread_bytes(p.sock.get()) > 0 && !hung_up(p.sock.get())) {
 		/*
 		 * Its reply (and the fd in it) is still in the peer's queue,
+		 * (stream replies carry no fd: those peers go at once)
 		 * counted in flight against our uid until the peer takes it or
 		 * closes: the slot, and its uid's share, stay taken until then.
 		 */
@@ -795,6 +855,8 @@ void core::release(peer_slot &p)
 	p.reply_fd.reset();
 	p.reply_shared.reset();
 	discard_fds(p);
+	if (shared_.stream)
+		stream_release(p);
 	p.state = peer_state::free;
 	p.pending = op::none;
 	p.epoll_events = 0;
@@ -824,6 +886,11 @@ void core::sweep(clock::time_point now)
 		if ((p.state == peer_state::receiving || p.state == peer_state::sending ||
 		     p.state == peer_state::awaiting) &&
 		    now >= p.deadline) {
+			if (shared_.stream) {
+				fail(p, std::make_error_code(std::errc::timed_out),
+				     stream_timeout_reason(p), &shared_.stats.timeouts);
+				continue;
+			}
 			fail(p, std::make_error_code(std::errc::timed_out),
 			     p.state == peer_state::receiving ? "timeout: no request"
 			     : p.state == peer_state::awaiting ? "timeout: no answer"
@@ -862,6 +929,56 @@ std::size_t loops_for(const server_options &o)
 
 } // namespace srv
 
+namespace srv {
+
+void shared::make_cores(std::size_t n)
+{
+	cores.clear();
+	const std::size_t slots = (opts.max_peers + n - 1) / n;
+	for (std::size_t i = 0; i < n; i++)
+		cores.push_back(std::make_unique<core>(*this, i, slots));
+}
+
+std::string shared::set_up_engines()
+{
+	std::string fallback;
+	std::size_t n = loops_for(opts);
+	bool uring_ok = !opts.force_epoll;
+	if (uring_ok && !uring_passes_fds(fallback))
+		uring_ok = false; /* fallback says why */
+	while (uring_ok) {
+		make_cores(n);
+		std::size_t made = 0;
+		std::string why;
+		for (; made < n; made++) {
+			auto e = make_uring_engine(*cores[made], why);
+			if (!e)
+				break;
+			cores[made]->owned_engine = std::move(e);
+		}
+		if (made == n) {
+			for (auto &c : cores)
+				c->engine = c->owned_engine.get();
+			return "";
+		}
+		if (made == 0) {
+			fallback = why;
+			break;
+		}
+		/* Fewer rings than loops (RLIMIT_MEMLOCK before 5.12, say): as many loops as rings. */
+		n = made;
+	}
+	if (opts.force_epoll)
+		fallback = "epoll asked for (force_epoll)";
+	/* epoll: one loop. */
+	make_cores(1);
+	cores[0]->owned_engine = make_epoll_engine(*cores[0]);
+	cores[0]->engine = cores[0]->owned_engine.get();
+	return fallback;
+}
+
+} // namespace srv
+
 struct server::impl {
 	srv::shared shared;
 	std::string fallback_reason;
@@ -869,15 +986,6 @@ struct server::impl {
 	impl(listener l, callbacks cb, server_options opts)
 		: shared(std::move(l), std::move(cb), opts)
 	{
-	}
-
-	/* @n cores, ceil(max_peers / n) slots each. */
-	void make_cores(std::size_t n)
-	{
-		shared.cores.clear();
-		const std::size_t slots = (shared.opts.max_peers + n - 1) / n;
-		for (std::size_t i = 0; i < n; i++)
-			shared.cores.push_back(std::make_unique<srv::core>(shared, i, slots));
 	}
 };
 
@@ -891,39 +999,7 @@ server::server(listener l, handler h, server_options opts, logger log)
 server::server(listener l, callbacks cb, server_options opts)
 	: impl_(std::make_unique<impl>(std::move(l), std::move(cb), opts))
 {
-	auto &cores = impl_->shared.cores;
-	std::size_t n = srv::loops_for(opts);
-	bool uring_ok = !opts.force_epoll;
-	if (uring_ok && !srv::uring_passes_fds(impl_->fallback_reason))
-		uring_ok = false; /* fallback_reason says why */
-	while (uring_ok) {
-		impl_->make_cores(n);
-		std::size_t made = 0;
-		std::string why;
-		for (; made < n; made++) {
-			auto e = srv::make_uring_engine(*cores[made], why);
-			if (!e)
-				break;
-			cores[made]->owned_engine = std::move(e);
-		}
-		if (made == n) {
-			for (auto &c : cores)
-				c->engine = c->owned_engine.get();
-			return;
-		}
-		if (made == 0) {
-			impl_->fallback_reason = why;
-			break;
-		}
-		/* Fewer rings than loops (RLIMIT_MEMLOCK before 5.12, say): as many loops as rings. */
-		n = made;
-	}
-	if (opts.force_epoll)
-		impl_->fallback_reason = "epoll asked for (server_options::force_epoll)";
-	/* epoll: one loop. */
-	impl_->make_cores(1);
-	cores[0]->owned_engine = srv::make_epoll_engine(*cores[0]);
-	cores[0]->engine = cores[0]->owned_engine.get();
+	impl_->fallback_reason = impl_->shared.set_up_engines();
 }
 
 server::~server() = default;
@@ -945,13 +1021,29 @@ std::size_t server::event_loops() const noexcept
 
 void server::run()
 {
-	auto &cores = impl_->shared.cores;
+	impl_->shared.run();
+}
+
+void server::stop() noexcept
+{
+	impl_->shared.stop();
+}
+
+server_stats server::stats() const noexcept
+{
+	return impl_->shared.snapshot();
+}
+
+namespace srv {
+
+void shared::run()
+{
 	std::vector<std::exception_ptr> failed(cores.size());
 	std::vector<std::thread> threads;
 	threads.reserve(cores.size() - 1);
 	try {
 		for (std::size_t i = 1; i < cores.size(); i++)
-			threads.emplace_back([this, &cores, &failed, i] {
+			threads.emplace_back([this, &failed, i] {
 				try {
 					cores[i]->engine->run();
 				} catch (...) {
@@ -971,23 +1063,24 @@ void server::run()
 		c->drop_inbox();
 	/* Every loop saw the stop (it polls, not reads): consume it, as one loop did before. */
 	std::uint64_t v;
-	[[maybe_unused]] ssize_t n = ::read(impl_->shared.stop_fd.get(), &v, sizeof(v));
+	[[maybe_unused]] ssize_t n = ::read(stop_fd.get(), &v, sizeof(v));
 	for (auto &e : failed)
 		if (e)
 			std::rethrow_exception(e);
 }
 
-void server::stop() noexcept
+void shared::stop() noexcept
 {
 	const std::uint64_t one = 1;
-	[[maybe_unused]] ssize_t n = ::write(impl_->shared.stop_fd.get(), &one, sizeof(one));
+	[[maybe_unused]] ssize_t n = ::write(stop_fd.get(), &one, sizeof(one));
 }
 
-server_stats server::stats() const noexcept
+server_stats shared::snapshot() const noexcept
 {
-	const auto &s = impl_->shared.stats;
-	return {s.accepted, s.refused, s.served, s.closed, s.errors, s.timeouts, s.floods,
-		s.active, s.stray_fds, impl_->shared.stray.pending()};
+	return {stats.accepted, stats.refused, stats.served, stats.closed, stats.errors,
+		stats.timeouts, stats.floods, stats.active, stats.stray_fds, stray.pending()};
 }
+
+} // namespace srv
 
 } // namespace xmem

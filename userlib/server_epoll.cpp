@@ -86,6 +86,8 @@ public:
 
 	void pause(peer_slot &p) override { abort(p); }
 
+	std::error_code wait_send(peer_slot &p) override { return want(p, EPOLLOUT); }
+
 	void resume_accept() override
 	{
 		if (accept_paused_ && !core_.stopping()) {
@@ -148,7 +150,9 @@ private:
 			return;
 		}
 		peer_slot &p = core_.slots()[ev.data.u64];
-		if (p.state == peer_state::receiving) {
+		if (p.state == peer_state::receiving && core_.streaming()) {
+			core_.stream_readable(p);
+		} else if (p.state == peer_state::receiving) {
 			ssize_t n = ::recvmsg(p.sock.get(), &p.rx_msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 				return;

@@ -20,11 +20,15 @@
  */
 #pragma once
 
+#include <xmem/error.hpp>
+#include <xmem/mapping.hpp>
 #include <xmem/server.hpp>
+#include <xmem/stream_server.hpp>
 
 #include "cmsg.hpp"
 
 #include <array>
+#include <cerrno>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -39,6 +43,12 @@
 namespace xmem::srv {
 
 using clock = std::chrono::steady_clock;
+
+/* An errno a peer may be sent: 1..4095, else EIO. */
+inline int sendable_errno(int err) noexcept
+{
+	return err > 0 && err < 4096 ? err : EIO;
+}
 
 /* Requests carry no fds: room for credentials only; a peer's stray fds still fit the slack. */
 inline constexpr std::size_t rx_control_bytes = detail::control_space(0);
@@ -57,6 +67,28 @@ inline constexpr std::size_t tx_control_bytes = CMSG_SPACE(sizeof(int));
  */
 enum class peer_state : std::uint8_t { free, receiving, awaiting, sending, draining, closing };
 enum class op : std::uint8_t { none, receive, send };
+
+/*
+ * A stream peer's message being received and reply being sent
+ * (stream_server.hpp): the 4-byte length goes to peer_slot::rx, the body to
+ * @page (bodies up to body_page bytes, kept while the peer is connected) or
+ * @region (larger ones, @charged bytes of the body budgets, unmapped once
+ * handled). Unused for SEQPACKET peers.
+ */
+struct stream_peer {
+	std::uint32_t length = 0;	/* of the body being received; 0 until its length is whole */
+	std::size_t header_got = 0;	/* bytes of the length received, 0..4 */
+	std::size_t got = 0;		/* bytes of the body received */
+	bool started = false;		/* a byte of this message came: message_timeout runs */
+	mapping page;
+	mapping region;
+	std::size_t charged = 0;
+	std::vector<std::byte> out;	/* the reply's body; its length is in peer_slot::tx */
+	std::array<struct iovec, 2> iov;
+
+	/* Where the body goes: @region when mapped, else @page. */
+	[[nodiscard]] mapping &target() noexcept { return region.valid() ? region : page; }
+};
 
 struct peer_slot {
 	peer_state state = peer_state::free;
@@ -87,6 +119,8 @@ struct peer_slot {
 	detail::control_buffer<tx_control_bytes> tx_control;
 	struct msghdr tx_msg;
 	struct iovec tx_iov;
+
+	stream_peer stream;
 };
 
 class core;
@@ -181,6 +215,8 @@ public:
 	virtual void resume_accept() = 0;
 	/* @p awaits a deferred answer: watch nothing of it meanwhile. */
 	virtual void pause(peer_slot &p) = 0;
+	/* Part of p.tx_msg was sent (a stream reply): wait for room for the rest. */
+	[[nodiscard]] virtual std::error_code wait_send(peer_slot &p) { return arm_send(p); }
 };
 
 /*
@@ -197,11 +233,24 @@ bool uring_passes_fds(std::string &why);
 std::unique_ptr<engine_base> make_uring_engine(core &c, std::string &why);
 std::unique_ptr<engine_base> make_epoll_engine(core &c);
 
+/* A stream server's handler and options (stream_server.hpp), owned by its impl. */
+struct stream_config {
+	stream_server::handler handler;
+	stream_options opts;
+};
+
+/* The SEQPACKET server's options for a stream server's: what the shared code reads. */
+server_options stream_server_options(const stream_options &o) noexcept;
+
 /* What every event loop of one server shares. */
 struct shared {
 	shared(listener l, server::callbacks cb, server_options o);
+	/* A stream server on @listen_fd: no io_uring, @cfg outlives this. */
+	shared(unique_fd listen_fd, const stream_config &cfg, server::callbacks cb);
 
 	listener listen;
+	unique_fd stream_listen;	/* a stream server's listener (then @listen is empty) */
+	const stream_config *stream = nullptr;	/* a stream server's, else null */
 	server::handler handler;	/* called concurrently by every loop */
 	std::function<int(const peer_info &)> on_connect;
 	std::function<void(const peer_info &)> on_disconnect;
@@ -224,8 +273,33 @@ struct shared {
 			errors{0}, timeouts{0}, floods{0}, active{0}, stray_fds{0};
 	} stats;
 
+	/* Stream servers: bytes of body regions held, in all and per uid (the loop's thread). */
+	std::mutex body_mutex;		/* held for uid_body_used: loops charge concurrently */
+	std::atomic<std::size_t> body_used{0};
+	std::unordered_map<uid_t, std::size_t> uid_body_used;
+
+	[[nodiscard]] int listen_fd() const noexcept
+	{
+		return stream ? stream_listen.get() : listen.fd().get();
+	}
+	/* Runs every core's loop (cores[0] on this thread) until stop; as server::run(). */
+	void run();
+	/* As server::stop(). */
+	void stop() noexcept;
+	[[nodiscard]] server_stats snapshot() const noexcept;
+
 	void log(std::uint64_t peer, const peer_credentials &cred, std::error_code ec,
 		 std::string_view what) noexcept;
+	/* Checks and settings common to both constructors. */
+	void set_up();
+	/* @n cores, ceil(max_peers / n) slots each. */
+	void make_cores(std::size_t n);
+	/*
+	 * The cores and their engines: io_uring with opts.event_loops loops
+	 * (after uring_passes_fds), else epoll with one. Returns why io_uring
+	 * is not used ("" when it is).
+	 */
+	std::string set_up_engines();
 	/* One more peer of @uid, unless it has its share already. */
 	bool take_uid(uid_t uid) noexcept;
 	void drop_uid(uid_t uid) noexcept;
@@ -270,7 +344,12 @@ public:
 	[[nodiscard]] std::size_t in_use() const noexcept { return in_use_; }
 	[[nodiscard]] std::vector<peer_slot> &slots() noexcept { return slots_; }
 	[[nodiscard]] bool accepts() const noexcept { return index_ == 0; }
-	[[nodiscard]] int listen_fd() const noexcept { return shared_.listen.fd().get(); }
+	[[nodiscard]] int listen_fd() const noexcept { return shared_.listen_fd(); }
+	[[nodiscard]] bool streaming() const noexcept { return shared_.stream != nullptr; }
+	/* epoll: a stream peer's socket is readable: receive what came, handle one whole message. */
+	void stream_readable(peer_slot &p);
+	/* io_uring: a stream peer's recvmsg completed with @res bytes or -errno. */
+	void stream_received(peer_slot &p, long res);
 	[[nodiscard]] int stop_fd() const noexcept { return shared_.stop_fd.get(); }
 	[[nodiscard]] int wake_fd() const noexcept { return box_->wake.get(); }
 
@@ -293,6 +372,27 @@ private:
 	void respond(peer_slot &p, std::string name, reply r, clock::time_point now);
 	/* Hands the fds @p received to the closer thread. */
 	void discard_fds(peer_slot &p) noexcept;
+	/*
+	 * Calls @call (the handler, given the defer point) for @p's next
+	 * request or message, after the flood limit; then answers as it says
+	 * (respond, or awaiting a deferred answer).
+	 */
+	template <class Call>
+	void handle(peer_slot &p, std::string name, clock::time_point now, Call &&call);
+	/* The deadline of @p's state from @now (stream servers: per state; else peer_timeout). */
+	[[nodiscard]] clock::time_point deadline_for(const peer_slot &p, clock::time_point now) const noexcept;
+
+	/* Stream peers (server.cpp, after the SEQPACKET code). */
+	bool stream_prepare(peer_slot &p);
+	bool stream_consume(peer_slot &p, long res);
+	bool stream_body(peer_slot &p);
+	bool stream_region(peer_slot &p, std::size_t size, mapping &out, std::size_t &charged);
+	void stream_uncharge(peer_slot &p, std::size_t bytes) noexcept;
+	void stream_done(peer_slot &p) noexcept;
+	void stream_release(peer_slot &p) noexcept;
+	void stream_respond(peer_slot &p, reply r, clock::time_point now);
+	void stream_sent(peer_slot &p, std::size_t n);
+	[[nodiscard]] std::string stream_timeout_reason(const peer_slot &p) const;
 
 	shared &shared_;
 	std::size_t index_;
@@ -310,5 +410,41 @@ private:
 	std::shared_ptr<mailbox> box_;	/* pending_reply answers; owns the wake eventfd */
 	std::vector<answer> answering_;	/* swapped with box_->answers */
 };
+
+/* core::handle: used for SEQPACKET requests (server.cpp) and stream messages (server_stream.cpp). */
+template <class Call>
+inline void core::handle(peer_slot &p, std::string name, clock::time_point now, Call &&call)
+{
+	if (over_flood_limit(p, now)) {
+		fail(p, detail::errno_code(EBUSY), "flood", &shared_.stats.floods);
+		return;
+	}
+
+	reply r;
+	p.requests++;
+	defer_point point{box_, p.index, p.id, p.requests};
+	try {
+		r = call(point);
+	} catch (const std::system_error &e) {
+		fail(p, e.code(), "handler");
+		return;
+	} catch (...) {
+		fail(p, detail::errno_code(EIO), "handler");
+		return;
+	}
+	if (r.deferred) {
+		if (!point.deferred) {
+			fail(p, detail::errno_code(EIO), "handler: reply::later() without defer()");
+			return;
+		}
+		/* The answer comes through the mailbox (take_inbox), within its timeout. */
+		p.state = peer_state::awaiting;
+		p.deadline = deadline_for(p, now);
+		engine->pause(p);
+		return;
+	}
+	/* A handle taken and not used: its answer finds the peer no longer awaiting. */
+	respond(p, std::move(name), std::move(r), now);
+}
 
 } // namespace xmem::srv

@@ -224,9 +224,10 @@ public:
 		/*
 		 * The peer has just had its reply: its next request is rarely there
 		 * yet, so wait for it rather than try first (Linux 5.19; known
-		 * present when DEFER_TASKRUN, 6.1, was accepted).
+		 * present when DEFER_TASKRUN, 6.1, was accepted). Not for the rest
+		 * of a stream message whose start came: that is usually there.
 		 */
-		if (flags_ & IORING_SETUP_DEFER_TASKRUN)
+		if ((flags_ & IORING_SETUP_DEFER_TASKRUN) && !(core_.streaming() && p.stream.started))
 			sqe->ioprio |= IORING_RECVSEND_POLL_FIRST;
 		io_uring_sqe_set_data64(sqe, user_data(p.index, tag_receive));
 		p.pending = op::receive;

@@ -9,19 +9,21 @@
  *   xmem-agent [-c | -s] -k
  *
  * Two processes per key added (docs/agent.md):
- *  - the signer (this process): the socket, the event loop serving every
- *    client at once (epoll, non-blocking), the keys (each a page of
- *    exclusive memory it maps), signing (libsodium), lock state. It never
+ *  - the signer (this process): the socket, served by libxmem-server's
+ *    stream mode (xmem::stream_server: every client at once, epoll), the
+ *    keys (each a page of exclusive memory it maps), signing (libsodium),
+ *    lock state, and a helper thread for parsers, lifetimes and delays. It never
  *    parses a private key: ADD_IDENTITY bodies go, as the fd of the
  *    exclusive memory they were received into, to
  *  - a parser (parser.hpp), a fresh sandboxed process per ADD request,
  *    which returns the key as a sealed page of exclusive memory
  *    (SCM_RIGHTS, libxmem's verified receive) or a refusal.
  *
- * Every message body is received straight into an exclusive mapping: a
- * page per client for bodies up to 4 KiB, a region of its own for larger
- * ones and for every ADD request. Only the 5-byte frame header (length and
- * type) passes through ordinary memory. Key pages are wiped with
+ * Every message body is received by the server straight into an exclusive
+ * mapping: a page per client for bodies up to 4 KiB, a region of its own
+ * for larger ones. Only the 4-byte length of each frame passes through
+ * ordinary memory. ADD bodies are copied into exclusive memory of their own
+ * for the parser. Key pages are wiped with
  * sodium_memzero() when removed, expired, replaced or at exit.
  */
 
@@ -31,6 +33,7 @@
 #include "parser.hpp"
 #include "sandbox.hpp"
 
+#include <xmem/stream_server.hpp>
 #include <xmem/xmem.hpp>
 
 #include <sodium.h>
@@ -46,8 +49,10 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <variant>
 #include <vector>
 
@@ -55,6 +60,7 @@
 #include <getopt.h>
 #include <poll.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -93,21 +99,23 @@ constexpr const char *usage_text =
 constexpr std::size_t max_clients = 1024;
 /* Keys held at once; more ADD requests get FAILURE. */
 constexpr std::size_t max_keys = 256;
-/* Bodies up to this many bytes go to the client's own page of exclusive memory. */
-constexpr std::size_t small_body = 4096;
 /*
- * A larger body (and every ADD body) gets a region of its own, at first
- * of at most this many bytes; it doubles as the bytes arrive, so memory
- * held for a half-sent message is at most twice what was sent plus this.
+ * The stream server (libxmem-server) receives every body into exclusive
+ * memory: a client's own page for bodies up to 4 KiB, a region of its own,
+ * at first of at most 16 KiB and doubling as the bytes arrive, for larger
+ * ones. Regions of bodies being received, all clients / one uid:
  */
-constexpr std::size_t first_region = 16384;
-/* Exclusive memory for regions of bodies being received, all clients / one uid. */
 constexpr std::size_t body_budget = 4 << 20;
 constexpr std::size_t uid_body_budget = 3 << 20;
 /* A started message must be complete within this (slow loris). */
 constexpr auto message_deadline = 10000ms;
 /* A client leaving a reply unread (no byte taken) this long is closed. */
 constexpr auto unread_deadline = 30000ms;
+/*
+ * A deferred answer (ADD: a parser's queue and its 5 s; UNLOCK: at most
+ * 10 s) must come within this, else the server closes the client.
+ */
+constexpr auto answer_deadline = 120000ms;
 /* How long a parser may take for one key, and then to exit. */
 constexpr auto parser_timeout = 5000ms;
 constexpr auto parser_exit_timeout = 1000ms;
@@ -242,54 +250,7 @@ private:
 	std::vector<std::byte> comment_;
 };
 
-/*
- * Exclusive memory to receive one body into. Its fd is kept only while
- * something needs it (an ADD body, sent to the parser); otherwise the
- * mapping alone keeps the memory alive.
- */
-struct body_buffer {
-	xmem::memory mem;
-	xmem::mapping map;
-	std::size_t charged = 0;	/* bytes counted against the body budget */
-};
-
-body_buffer make_buffer(const char *name, std::size_t size, bool keep_fd)
-{
-	body_buffer b;
-	xmem::memory mem = xmem::memory::create(name, size);
-	b.map = xmem::mapping::map(mem, xmem::access::read_write);
-	if (keep_fd)
-		b.mem = std::move(mem);
-	return b;
-}
-
-std::size_t page_round(std::size_t n)
-{
-	return (n + 4095) & ~std::size_t(4095);
-}
-
-struct client {
-	std::uint64_t id = 0;
-	xmem::unique_fd fd;
-	xmem::peer_credentials cred{};
-	std::array<std::uint8_t, 5> header{};	/* length (4), type (1): not secret */
-	std::size_t header_got = 0;
-	std::uint32_t length = 0;		/* body bytes, type included */
-	body_buffer small;			/* this client's page, made at its first body */
-	body_buffer large;			/* the body when it is not in @small */
-	std::byte *body = nullptr;		/* where this body is received */
-	std::size_t body_got = 0;
-	std::optional<steady::time_point> message_by;	/* a started message must be whole by then */
-	std::vector<std::byte> out;		/* replies (public data only) */
-	std::size_t out_off = 0;
-	steady::time_point out_moved{};		/* when a byte of @out was last taken */
-	/* A reply is pending: a parser runs for it, or a failed UNLOCK waits. Not read meanwhile. */
-	bool busy = false;
-	bool add_queued = false;			/* its ADD waits for a parser */
-	std::optional<steady::time_point> reply_at;	/* the failed UNLOCK's FAILURE is sent then */
-};
-
-/* A parser at work on one client's ADD request (its fds are in the epoll set). */
+/* A parser at work on one ADD request (its fds are in the helper's epoll set). */
 struct parser_run {
 	std::uint64_t client = 0;
 	std::string what;			/* the request's name, for the log */
@@ -300,67 +261,89 @@ struct parser_run {
 	steady::time_point deadline;		/* to answer, then to exit */
 	bool answered = false;
 	std::size_t logged = 0;			/* bytes of @errors copied to the log */
+	xmem::pending_reply reply;		/* the client's answer, until it answered */
+	xmem::memory body;			/* the ADD body (exclusive memory), until it answered */
 };
 
-/* epoll data: (id << 2) | what. Listener and signals are ids 0 and 1. */
-enum : std::uint64_t { ev_client = 0, ev_parser_channel = 1, ev_parser_exit = 2, ev_parser_errors = 3 };
+/* An ADD waiting for a parser: its client is not read meanwhile (the server's awaiting). */
+struct queued_add {
+	std::uint64_t client;
+	std::string what;
+	xmem::pending_reply reply;
+	xmem::memory body;
+};
 
+/* A failed UNLOCK's FAILURE, sent at @at. */
+struct delayed_reply {
+	steady::time_point at;
+	xmem::pending_reply reply;
+};
+
+/* Helper epoll data: (id << 2) | what. The signal fd and the wake eventfd are ids 0 and 1. */
+enum : std::uint64_t { ev_other = 0, ev_parser_channel = 1, ev_parser_exit = 2, ev_parser_errors = 3 };
+
+/*
+ * The signer. Clients are served by libxmem's stream server (run() on the
+ * main thread: framing, bodies in exclusive memory, fairness, deadlines,
+ * limits); its handler decides each message. The parsers, key lifetimes,
+ * delayed UNLOCK failures and signals are watched by a helper thread with
+ * an epoll set of its own, which answers deferred requests through the
+ * server's pending_reply. Everything both threads touch is under @mutex_.
+ */
 class agent
 {
 public:
-	agent(options opts, xmem::unique_fd listen_fd) : opts_(std::move(opts)), listen_(std::move(listen_fd))
+	explicit agent(options opts) : opts_(std::move(opts))
 	{
 		if (opts_.test_deadline)
 			message_deadline_ = unread_deadline_ = *opts_.test_deadline;
 	}
 
-	int run();
+	/* Serves @listen_fd (bound at @path) until a signal stops it. */
+	int run(xmem::unique_fd listen_fd, const std::string &path);
 
 private:
-	void on_accept();
-	void on_client(client &c, std::uint32_t events);
-	bool read_message(client &c);	/* false: close it */
-	bool flush(client &c);		/* false: close it */
-	void queue_reply(client &c, const std::vector<std::byte> &reply);
-	void update_events(client &c);
-	void close_client(std::uint64_t id, const std::string &why);
-	bool reserve_body(client &c, body_buffer &b, std::size_t size);
-	void release_body(client &c, body_buffer &b);
-	bool grow_large(client &c);
-	void wipe_large(client &c);
-	std::optional<std::vector<std::byte>> handle(client &c, bytes body);
-	std::optional<std::vector<std::byte>> start_add(client &c, bytes body);
+	xmem::reply handle(const xmem::stream_context &ctx);
+	std::optional<std::vector<std::byte>> handle_request(const xmem::stream_context &ctx);
+	void start_add(std::uint64_t client, const std::string &what, xmem::pending_reply reply,
+		       xmem::memory body);
+	void signal_stop() noexcept;
 	void on_parser(std::uint64_t id, std::uint64_t what);
 	std::vector<std::byte> adopt_key(parser_run &p, xmem::message &m);
 	void finish_parser(std::uint64_t id, const std::vector<std::byte> &reply);
 	void reap_parser(std::uint64_t id, bool kill);
 	void drain_errors(parser_run &p);
 	void start_queued();
-	std::optional<std::vector<std::byte>> handle_lock(client &c, const lock_request &l);
+	std::optional<std::vector<std::byte>> handle_lock(const xmem::stream_context &ctx,
+							  const lock_request &l);
 	void on_timers();
 	void expire();
 	int next_timeout_ms() const;
 	key_entry *find(bytes blob);
 	void remove_key(std::list<key_entry>::iterator it, const char *why);
 	void watch(int fd, std::uint64_t id, std::uint64_t what, std::uint32_t events);
+	void wake() noexcept;
+	void helper();
+	void on_server_error(const xmem::log_event &e);
 
 	options opts_;
-	xmem::unique_fd listen_;
-	xmem::unique_fd epoll_;
+	xmem::stream_server *server_ = nullptr;
+	xmem::unique_fd epoll_;		/* the helper's */
 	xmem::unique_fd signals_;
-	std::map<std::uint64_t, std::unique_ptr<client>> clients_;
+	xmem::unique_fd wake_;		/* eventfd: the helper's deadlines changed */
+	std::mutex mutex_;
+	bool stopping_ = false;		/* the helper returns at its next wakeup */
 	std::map<std::uint64_t, parser_run> parsers_;
-	std::deque<std::uint64_t> add_queue_;	/* clients whose ADD waits for a parser */
-	std::uint64_t next_id_ = 2;	/* 0: the listener, 1: the signal fd */
+	std::deque<queued_add> add_queue_;	/* ADDs waiting for a parser */
+	std::vector<delayed_reply> delayed_;	/* failed UNLOCKs' FAILUREs */
+	std::uint64_t next_id_ = 2;	/* 0: the signal fd, 1: the wake eventfd */
 	std::size_t client_limit_ = max_clients;
 	std::list<key_entry> keys_;
 	/* Lock: salt (16) || BLAKE2b-256 of the passphrase keyed with it (32). */
-	body_buffer lock_;
+	xmem::mapping lock_;
 	bool locked_ = false;
 	unsigned unlock_failures_ = 0;
 	steady::time_point unlock_refused_until_{};
-	std::size_t body_used_ = 0;
-	std::map<uid_t, std::size_t> uid_body_used_;
 	std::chrono::milliseconds message_deadline_ = message_deadline;
 	std::chrono::milliseconds unread_deadline_ = unread_deadline;
 };
@@ -372,6 +355,21 @@ void agent::watch(int fd, std::uint64_t id, std::uint64_t what, std::uint32_t ev
 	ev.data.u64 = (id << 2) | what;
 	if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &ev) < 0)
 		throw std::system_error(errno, std::generic_category(), "epoll_ctl");
+}
+
+void agent::signal_stop() noexcept
+{
+	{
+		std::lock_guard<std::mutex> g(mutex_);
+		stopping_ = true;
+	}
+	wake();
+}
+
+void agent::wake() noexcept
+{
+	const std::uint64_t one = 1;
+	[[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof(one));
 }
 
 key_entry *agent::find(bytes blob)
@@ -412,14 +410,8 @@ int agent::next_timeout_ms() const
 			consider(*k.expiry);
 	for (const auto &[id, p] : parsers_)
 		consider(p.deadline);
-	for (const auto &[id, c] : clients_) {
-		if (c->message_by)
-			consider(*c->message_by);
-		if (c->reply_at)
-			consider(*c->reply_at);
-		if (c->out_off < c->out.size())
-			consider(c->out_moved + unread_deadline_);
-	}
+	for (const delayed_reply &d : delayed_)
+		consider(d.at);
 	if (!first)
 		return -1;
 	const auto left = std::chrono::ceil<std::chrono::milliseconds>(*first - steady::now());
@@ -427,105 +419,44 @@ int agent::next_timeout_ms() const
 }
 
 /*
- * Makes @b, @size bytes for @c's body. A region (not a client's own page,
- * which the client limit bounds) is counted, page-rounded, against the
- * budgets; when they are spent the message is refused (false: close it).
+ * Hands the ADD body (@body, a copy in exclusive memory of its own) to a
+ * fresh parser; @reply is answered when it answers (on_parser), and the
+ * server serves the other clients meanwhile. With max_parsers at work the
+ * request waits in add_queue_. Called with mutex_ held.
  */
-bool agent::reserve_body(client &c, body_buffer &b, std::size_t size)
+void agent::start_add(std::uint64_t client, const std::string &what, xmem::pending_reply reply,
+		      xmem::memory body)
 {
-	const bool region = &b != &c.small;
-	const std::size_t need = region ? page_round(size) : 0;
-	const uid_t uid = c.cred.uid;
-	if (body_used_ + need > body_budget || uid_body_used_[uid] + need > uid_body_budget) {
-		log("client " + std::to_string(c.id) + ": refused a " + std::to_string(c.length) +
-		    "-byte message: the body memory budget is spent (" + std::to_string(body_used_) +
-		    " of " + std::to_string(body_budget) + " bytes in use, " +
-		    std::to_string(uid_body_used_[uid]) + " of " + std::to_string(uid_body_budget) +
-		    " by uid " + std::to_string(uid) + ")");
-		return false;
-	}
-	const std::uint8_t type = c.header[4];
-	const bool add = type == msg::add_identity || type == msg::add_id_constrained;
-	try {
-		b = make_buffer(!region ? "xmem-agent-client" : add ? "xmem-agent-add" : "xmem-agent-message",
-				size, add && region);
-	} catch (const std::exception &e) {
-		log("client " + std::to_string(c.id) + ": no exclusive memory for a " +
-		    std::to_string(c.length) + "-byte message: " + e.what());
-		return false;
-	}
-	b.charged = need;
-	body_used_ += need;
-	uid_body_used_[uid] += need;
-	return true;
-}
-
-void agent::release_body(client &c, body_buffer &b)
-{
-	if (b.map.valid())
-		sodium_memzero(b.map.data(), b.map.size());
-	body_used_ -= b.charged;
-	uid_body_used_[c.cred.uid] -= b.charged;
-	b = body_buffer();
-}
-
-/* @c.large is full but the body is not: a region twice as large (or of the whole body). */
-bool agent::grow_large(client &c)
-{
-	const std::size_t size = std::min<std::size_t>(c.length, 2 * c.large.map.size());
-	body_buffer bigger;
-	if (!reserve_body(c, bigger, size))
-		return false;
-	std::memcpy(bigger.map.data(), c.large.map.data(), c.body_got);
-	release_body(c, c.large);
-	c.large = std::move(bigger);
-	c.body = c.large.map.data();
-	return true;
-}
-
-/* Wipes and lets go the body region (an ADD's is unmapped while a parser reads it). */
-void agent::wipe_large(client &c)
-{
-	if (c.large.mem.valid() && !c.large.map.valid()) {
-		std::error_code ec;
-		c.large.map = xmem::mapping::map(c.large.mem, xmem::access::read_write, ec);
-	}
-	release_body(c, c.large);
-}
-
-/*
- * Hands the ADD body in @c.large (its own exclusive memory) to a fresh
- * parser; the reply comes when it answers (on_parser), and the loop
- * serves the other clients meanwhile.
- */
-std::optional<std::vector<std::byte>> agent::start_add(client &c, bytes body)
-{
-	const std::string what = message_name(std::to_integer<std::uint8_t>(body[0]));
-	if (keys_.size() >= max_keys) {
-		log(what + ": refused, " + std::to_string(max_keys) + " keys held already");
-		return encode_status(false);
-	}
 	const auto working = static_cast<std::size_t>(std::count_if(
 		parsers_.begin(), parsers_.end(), [](const auto &p) { return !p.second.answered; }));
 	if (working >= max_parsers || parsers_.size() >= 2 * max_parsers) {
 		debug(what + ": waits for a parser (" + std::to_string(parsers_.size()) + " running)");
-		c.busy = true;
-		c.add_queued = true;
-		add_queue_.push_back(c.id);
-		return std::nullopt;
+		add_queue_.push_back({client, what, std::move(reply), std::move(body)});
+		return;
 	}
+	auto fail = [&](const std::string &why) {
+		log(what + ": " + why);
+		reply.answer(xmem::reply::send(encode_status(false)));
+	};
 	auto [mine, theirs] = xmem::channel::pair();
 	/* The parser's stderr: a pipe whose lines the signer logs. */
 	int errpipe[2];
 	if (::pipe2(errpipe, O_CLOEXEC) < 0) {
-		log(what + ": pipe: " + std::strerror(errno));
-		return encode_status(false);
+		fail(std::string("pipe: ") + std::strerror(errno));
+		return;
 	}
 	xmem::unique_fd err_read(errpipe[0]), err_write(errpipe[1]);
+	/* Everything the child needs, made before fork(): it runs no allocator (other threads). */
+	const int fd = theirs.fd().get();
+	const std::string fdarg = std::to_string(fd);
+	const std::string hookarg = opts_.hook.kind.empty() ? "" :
+		"--test-parser-hook=" + opts_.hook.kind + ":" + opts_.hook.arg;
+	const char *argv[] = {"xmem-agent", "--parser", fdarg.c_str(),
+			      hookarg.empty() ? nullptr : hookarg.c_str(), nullptr};
 	const pid_t pid = ::fork();
 	if (pid < 0) {
-		log(what + ": fork: " + std::strerror(errno));
-		return encode_status(false);
+		fail(std::string("fork: ") + std::strerror(errno));
+		return;
 	}
 	if (pid == 0) {
 		/*
@@ -539,13 +470,7 @@ std::optional<std::vector<std::byte>> agent::start_add(client &c, bytes body)
 		if (null < 0 || ::dup2(null, 0) < 0 || ::dup2(null, 1) < 0 ||
 		    ::dup2(err_write.get(), 2) < 0)
 			::_exit(127);
-		const int fd = theirs.fd().get();
 		::fcntl(fd, F_SETFD, 0);
-		const std::string fdarg = std::to_string(fd);
-		const std::string hookarg = opts_.hook.kind.empty() ? "" :
-			"--test-parser-hook=" + opts_.hook.kind + ":" + opts_.hook.arg;
-		const char *argv[] = {"xmem-agent", "--parser", fdarg.c_str(),
-				      hookarg.empty() ? nullptr : hookarg.c_str(), nullptr};
 		::execv("/proc/self/exe", const_cast<char *const *>(argv));
 		::_exit(127);
 	}
@@ -555,26 +480,27 @@ std::optional<std::vector<std::byte>> agent::start_add(client &c, bytes body)
 
 	const std::uint64_t id = next_id_++;
 	parser_run &p = parsers_[id];
-	p.client = c.id;
+	p.client = client;
 	p.what = what;
 	p.pid = pid;
 	p.pidfd = xmem::unique_fd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
 	p.errors = std::move(err_read);
 	p.deadline = steady::now() + parser_timeout;
+	p.reply = std::move(reply);
+	p.body = std::move(body);
 	try {
-		mine.send_memory(c.large.mem, "add");
-		c.large.map.unmap();	/* the parser reads it; finish_parser() wipes it after */
+		mine.send_memory(p.body, "add");
 	} catch (const std::system_error &e) {
 		/* The parser went before it took the request: reaped, FAILURE. */
 		log(what + ": no answer from the parser (" + e.code().message() + ")");
-		parsers_.erase(id);
+		p.reply.answer(xmem::reply::send(encode_status(false)));
 		::kill(pid, SIGKILL);
 		int st;
 		::waitpid(pid, &st, 0);
-		return encode_status(false);
+		parsers_.erase(id);
+		return;
 	}
 	p.channel = std::move(mine);
-	c.busy = true;
 	try {
 		watch(p.channel.fd().get(), id, ev_parser_channel, EPOLLIN);
 		watch(p.errors.get(), id, ev_parser_errors, EPOLLIN);
@@ -583,37 +509,27 @@ std::optional<std::vector<std::byte>> agent::start_add(client &c, bytes body)
 		log(what + ": " + e.what());
 		p.deadline = steady::now();
 	}
-	return std::nullopt;
+	wake();
 }
 
-/* A parser is done: the ADDs that wait for one start, in order. */
+/* A parser is done: the ADDs that wait for one start, in order. Called with mutex_ held. */
 void agent::start_queued()
 {
-	while (!add_queue_.empty() && parsers_.size() < 2 * max_parsers) {
-		auto it = clients_.find(add_queue_.front());
+	while (!add_queue_.empty()) {
+		const auto working = static_cast<std::size_t>(std::count_if(
+			parsers_.begin(), parsers_.end(), [](const auto &p) { return !p.second.answered; }));
+		if (working >= max_parsers || parsers_.size() >= 2 * max_parsers)
+			return;
+		queued_add q = std::move(add_queue_.front());
 		add_queue_.pop_front();
-		if (it == clients_.end() || !it->second->add_queued)
-			continue;	/* gone meanwhile */
-		client &c = *it->second;
-		c.add_queued = false;
-		c.busy = false;
-		std::optional<std::vector<std::byte>> reply;
+		if (q.reply.peer() == 0)
+			continue;
 		try {
-			reply = start_add(c, bytes(c.large.map.data(), c.large.map.size()));
+			start_add(q.client, q.what, std::move(q.reply), std::move(q.body));
 		} catch (const std::exception &e) {
-			log("client " + std::to_string(c.id) + ": " + e.what() + "; FAILURE");
-			reply = encode_status(false);
+			log("client " + std::to_string(q.client) + ": " + e.what() + "; FAILURE");
+			/* q.reply, if still held, answers EIO when destroyed: the client is closed */
 		}
-		if (c.add_queued)
-			break;	/* still no room: it is queued again (at the back; rare) */
-		if (!reply)
-			continue;	/* its parser runs */
-		wipe_large(c);
-		queue_reply(c, *reply);
-		if (!flush(c))
-			close_client(c.id, "");
-		else
-			update_events(c);
 	}
 }
 
@@ -635,6 +551,7 @@ void agent::drain_errors(parser_run &p)
 		p.logged += static_cast<std::size_t>(n);
 	}
 }
+
 
 std::vector<std::byte> agent::adopt_key(parser_run &p, xmem::message &m)
 {
@@ -705,6 +622,8 @@ std::vector<std::byte> agent::adopt_key(parser_run &p, xmem::message &m)
 }
 
 /* The parser answered (or will not): the client gets @reply and is read again. */
+
+/* The parser answered (or will not): the client gets @reply and is read again. With mutex_ held. */
 void agent::finish_parser(std::uint64_t id, const std::vector<std::byte> &reply)
 {
 	parser_run &p = parsers_.at(id);
@@ -716,23 +635,19 @@ void agent::finish_parser(std::uint64_t id, const std::vector<std::byte> &reply)
 	p.deadline = steady::now() + parser_exit_timeout;
 	if (p.pidfd)
 		watch(p.pidfd.get(), id, ev_parser_exit, EPOLLIN);
-	auto it = clients_.find(p.client);
-	if (it == clients_.end()) {
-		start_queued();	/* it left meanwhile */
-		return;
+	/* The body the parser read: mapped again to be wiped, then let go. */
+	if (p.body.valid()) {
+		std::error_code ec;
+		xmem::mapping m = xmem::mapping::map(p.body, xmem::access::read_write, ec);
+		if (!ec)
+			sodium_memzero(m.data(), m.size());
+		p.body = xmem::memory();
 	}
-	client &c = *it->second;
-	wipe_large(c);
-	c.busy = false;
-	queue_reply(c, reply);
-	if (!flush(c))
-		close_client(c.id, "");
-	else
-		update_events(c);
+	p.reply.answer(xmem::reply::send(reply));
 	start_queued();
 }
 
-/* Reaps a parser that answered: it exits; one that does not is killed. */
+/* Reaps a parser that answered: it exits; one that does not is killed. With mutex_ held. */
 void agent::reap_parser(std::uint64_t id, bool kill)
 {
 	parser_run &p = parsers_.at(id);
@@ -772,6 +687,8 @@ void agent::on_parser(std::uint64_t id, std::uint64_t what)
 		reap_parser(id, false);
 		return;
 	}
+	if (p.answered)
+		return;
 	/* Its channel is readable: the answer, or its end. */
 	std::error_code ec;
 	xmem::message m = p.channel.receive(ec);
@@ -783,9 +700,11 @@ void agent::on_parser(std::uint64_t id, std::uint64_t what)
 	finish_parser(id, reply);
 }
 
-std::optional<std::vector<std::byte>> agent::handle_lock(client &c, const lock_request &l)
+/* LOCK and UNLOCK; nullopt: a wrong passphrase, answered FAILURE after the delay. */
+std::optional<std::vector<std::byte>> agent::handle_lock(const xmem::stream_context &ctx,
+							  const lock_request &l)
 {
-	auto *salt = reinterpret_cast<unsigned char *>(lock_.map.data());
+	auto *salt = reinterpret_cast<unsigned char *>(lock_.data());
 	unsigned char *stored = salt + 16;
 	unsigned char h[32];
 	const auto *pass = reinterpret_cast<const unsigned char *>(l.passphrase.data());
@@ -818,29 +737,52 @@ std::optional<std::vector<std::byte>> agent::handle_lock(client &c, const lock_r
 	const bool match = sodium_memcmp(h, stored, sizeof(h)) == 0;	/* constant time */
 	sodium_memzero(h, sizeof(h));
 	if (!match) {
-		/* As OpenSSH's process_lock_agent(), 0.1 s x failures, but the loop goes on. */
+		/*
+		 * As OpenSSH's process_lock_agent(), 0.1 s x failures, but the
+		 * server goes on: the answer is deferred to the helper's timer,
+		 * and this client is not read meanwhile.
+		 */
 		if (unlock_failures_ < max_unlock_failures)
 			unlock_failures_++;
 		const auto delay = unlock_delay_step * unlock_failures_;
 		unlock_refused_until_ = now + delay;
 		log("UNLOCK: wrong passphrase (failure " + std::to_string(unlock_failures_) +
 		    "); FAILURE in " + std::to_string(delay.count()) + " ms");
-		c.busy = true;
-		c.reply_at = unlock_refused_until_;
+		delayed_.push_back({unlock_refused_until_, ctx.defer()});
+		wake();
 		return std::nullopt;
 	}
-	sodium_memzero(lock_.map.data(), 48);
+	sodium_memzero(lock_.data(), 48);
 	locked_ = false;
 	unlock_failures_ = 0;
 	log("unlocked");
 	return encode_status(true);
 }
 
-/* The reply to @body, or nullopt when it comes later (a parser, a failed UNLOCK's delay). */
-std::optional<std::vector<std::byte>> agent::handle(client &c, bytes body)
+/* The server's handler: one whole message, its body in the server's exclusive memory. */
+xmem::reply agent::handle(const xmem::stream_context &ctx)
 {
+	std::optional<std::vector<std::byte>> r;
+	try {
+		std::lock_guard<std::mutex> g(mutex_);
+		r = handle_request(ctx);
+	} catch (const std::exception &e) {
+		log("client " + std::to_string(ctx.peer) + ": " +
+		    message_name(std::to_integer<std::uint8_t>(ctx.body[0])) + ": " + e.what() +
+		    "; FAILURE");
+		r = encode_status(false);
+	}
+	if (!r)
+		return xmem::reply::later();
+	return xmem::reply::send(std::move(*r));
+}
+
+/* The reply to @ctx.body, or nullopt when it comes later (a parser, a failed UNLOCK's delay). */
+std::optional<std::vector<std::byte>> agent::handle_request(const xmem::stream_context &ctx)
+{
+	const bytes body(ctx.body.data(), ctx.body.size());
 	const std::uint8_t type = std::to_integer<std::uint8_t>(body[0]);
-	debug("client " + std::to_string(c.id) + ": " + message_name(type) + ", " +
+	debug("client " + std::to_string(ctx.peer) + ": " + message_name(type) + ", " +
 	      std::to_string(body.size()) + " bytes");
 
 	/* Before every use of a key: an expired one is wiped, not used. */
@@ -852,14 +794,31 @@ std::optional<std::vector<std::byte>> agent::handle(client &c, bytes body)
 		debug(message_name(type) + ": refused, the agent is locked");
 		return encode_status(false);
 	}
-	if (type == msg::add_identity || type == msg::add_id_constrained)
-		return start_add(c, body);
+	if (type == msg::add_identity || type == msg::add_id_constrained) {
+		const std::string what = message_name(type);
+		if (keys_.size() >= max_keys) {
+			log(what + ": refused, " + std::to_string(max_keys) + " keys held already");
+			return encode_status(false);
+		}
+		/*
+		 * The signer never parses it: a copy, from the server's
+		 * exclusive memory into exclusive memory of its own (the
+		 * server wipes its own when this returns), goes to a parser.
+		 */
+		xmem::memory copy = xmem::memory::create("xmem-agent-add", body.size());
+		{
+			xmem::mapping m = xmem::mapping::map(copy, xmem::access::read_write);
+			std::memcpy(m.data(), body.data(), body.size());
+		}
+		start_add(ctx.peer, what, ctx.defer(), std::move(copy));
+		return std::nullopt;
+	}
 
 	request req;
 	try {
 		req = decode_request(body);
 	} catch (const protocol_error &e) {
-		log("client " + std::to_string(c.id) + ": " + e.what() + "; FAILURE");
+		log("client " + std::to_string(ctx.peer) + ": " + e.what() + "; FAILURE");
 		return encode_status(false);
 	}
 	if (std::holds_alternative<request_identities>(req)) {
@@ -901,7 +860,7 @@ std::optional<std::vector<std::byte>> agent::handle(client &c, bytes body)
 		return encode_status(true);
 	}
 	if (auto *l = std::get_if<lock_request>(&req))
-		return handle_lock(c, *l);
+		return handle_lock(ctx, *l);
 	if (auto *e = std::get_if<extension>(&req)) {
 		if (e->name == "query") {
 			static constexpr std::string_view names[] = {"query"};
@@ -913,229 +872,7 @@ std::optional<std::vector<std::byte>> agent::handle(client &c, bytes body)
 	return encode_status(false);
 }
 
-/*
- * Read while nothing is pending for it: no reply waits (a parser, an
- * UNLOCK delay) and none is unsent. A client that reads no replies so
- * parks at most one in the signer (OpenSSH stops at 256 KiB).
- */
-void agent::update_events(client &c)
-{
-	struct epoll_event ev{};
-	if (c.out_off < c.out.size())
-		ev.events = EPOLLOUT;
-	else if (!c.busy)
-		ev.events = EPOLLIN;
-	ev.data.u64 = (c.id << 2) | ev_client;
-	::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, c.fd.get(), &ev);
-}
-
-void agent::queue_reply(client &c, const std::vector<std::byte> &reply)
-{
-	const auto frame = encode_frame(reply);
-	if (c.out_off == c.out.size())
-		c.out_moved = steady::now();
-	c.out.insert(c.out.end(), frame.begin(), frame.end());
-}
-
-void agent::close_client(std::uint64_t id, const std::string &why)
-{
-	auto it = clients_.find(id);
-	if (it == clients_.end())
-		return;
-	if (!why.empty())
-		log("client " + std::to_string(id) + " closed: " + why);
-	client &c = *it->second;
-	release_body(c, c.small);
-	wipe_large(c);
-	::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, c.fd.get(), nullptr);
-	clients_.erase(it);
-}
-
-void agent::on_accept()
-{
-	for (;;) {
-		xmem::unique_fd fd(::accept4(listen_.get(), nullptr, nullptr,
-					     SOCK_NONBLOCK | SOCK_CLOEXEC));
-		if (!fd) {
-			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-				log(std::string("accept: ") + std::strerror(errno));
-			return;
-		}
-		struct ucred cr{};
-		socklen_t len = sizeof(cr);
-		if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0) {
-			log(std::string("SO_PEERCRED: ") + std::strerror(errno));
-			continue;
-		}
-		/* As ssh-agent: only our own uid, or root. */
-		if (cr.uid != ::geteuid() && cr.uid != 0) {
-			log("refused a client of uid " + std::to_string(cr.uid) + " (pid " +
-			    std::to_string(cr.pid) + ")");
-			continue;
-		}
-		if (clients_.size() >= client_limit_) {
-			log("refused a client: " + std::to_string(client_limit_) + " connected already");
-			continue;
-		}
-		auto c = std::make_unique<client>();
-		c->id = next_id_++;
-		c->cred = {cr.pid, cr.uid, cr.gid};
-		c->fd = std::move(fd);
-		try {
-			watch(c->fd.get(), c->id, ev_client, EPOLLIN);
-		} catch (const std::exception &e) {
-			log(e.what());
-			continue;
-		}
-		debug("client " + std::to_string(c->id) + " connected (pid " + std::to_string(cr.pid) + ")");
-		clients_.emplace(c->id, std::move(c));
-	}
-}
-
-bool agent::flush(client &c)
-{
-	while (c.out_off < c.out.size()) {
-		const ssize_t n = ::send(c.fd.get(), c.out.data() + c.out_off, c.out.size() - c.out_off,
-					 MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				return true;
-			return false;
-		}
-		if (n > 0)
-			c.out_moved = steady::now();
-		c.out_off += static_cast<std::size_t>(n);
-	}
-	c.out.clear();
-	c.out.shrink_to_fit();
-	c.out_off = 0;
-	return true;
-}
-
-/*
- * Reads what has arrived of one message, and handles it when it is whole:
- * at most one message per client per turn of the loop (fairness; the
- * socket stays readable for the next turn).
- */
-bool agent::read_message(client &c)
-{
-	for (;;) {
-		std::byte *dst;
-		std::size_t want;
-		if (c.header_got < 4 || (c.header_got == 4 && c.length > 0)) {
-			dst = reinterpret_cast<std::byte *>(c.header.data()) + c.header_got;
-			want = (c.header_got < 4 ? 4 : 5) - c.header_got;
-		} else {
-			if (c.body == c.large.map.data() && c.body_got == c.large.map.size() && !grow_large(c))
-				return false;
-			dst = c.body + c.body_got;
-			want = std::min<std::size_t>(c.length, c.body == c.large.map.data() ? c.large.map.size() : c.length) -
-			       c.body_got;
-		}
-		const ssize_t n = ::recv(c.fd.get(), dst, want, 0);
-		if (n == 0) {
-			if (c.header_got > 0)
-				log("client " + std::to_string(c.id) + " closed in the middle of a message");
-			return false;
-		}
-		if (n < 0)
-			return errno == EAGAIN || errno == EINTR;
-		const auto got = static_cast<std::size_t>(n);
-		if (!c.message_by)
-			c.message_by = steady::now() + message_deadline_;
-
-		if (c.header_got < 5) {
-			c.header_got += got;
-			if (c.header_got == 4) {
-				c.length = (std::uint32_t(c.header[0]) << 24) | (std::uint32_t(c.header[1]) << 16) |
-					   (std::uint32_t(c.header[2]) << 8) | c.header[3];
-				/* As OpenSSH's process_message(): these close the connection. */
-				if (c.length == 0) {
-					log("client " + std::to_string(c.id) + ": message of 0 bytes (no type)");
-					return false;
-				}
-				if (c.length > max_message) {
-					log("client " + std::to_string(c.id) + ": message of " +
-					    std::to_string(c.length) + " bytes (at most " +
-					    std::to_string(max_message) + ")");
-					return false;
-				}
-			}
-			if (c.header_got < 5)
-				continue;
-			/* The type is known: choose where the body goes. */
-			const std::uint8_t type = c.header[4];
-			const bool add = type == msg::add_identity || type == msg::add_id_constrained;
-			if (add || c.length > small_body) {
-				if (!reserve_body(c, c.large, std::min<std::size_t>(c.length, first_region)))
-					return false;
-				c.body = c.large.map.data();
-			} else {
-				if (!c.small.map.valid() && !reserve_body(c, c.small, small_body))
-					return false;
-				c.body = c.small.map.data();
-			}
-			c.body[0] = static_cast<std::byte>(type);
-			c.body_got = 1;
-		} else {
-			c.body_got += got;
-		}
-		if (c.body_got < c.length)
-			continue;
-
-		/* One whole message. */
-		const bytes body(c.body, c.length);
-		std::optional<std::vector<std::byte>> reply;
-		try {
-			reply = handle(c, body);
-		} catch (const std::exception &e) {
-			log("client " + std::to_string(c.id) + ": " + message_name(c.header[4]) + ": " +
-			    e.what() + "; FAILURE");
-			reply = encode_status(false);
-		}
-		if (c.busy && !c.reply_at) {
-			/* A parser has the ADD body: finish_parser() wipes it. */
-		} else if (c.large.map.valid() || c.large.mem.valid()) {
-			wipe_large(c);
-		} else {
-			sodium_memzero(c.body, c.length);
-		}
-		c.body = nullptr;
-		c.body_got = 0;
-		c.header_got = 0;
-		c.length = 0;
-		c.message_by.reset();
-		if (reply) {
-			queue_reply(c, *reply);
-			return flush(c);
-		}
-		return true;
-	}
-}
-
-void agent::on_client(client &c, std::uint32_t events)
-{
-	const std::uint64_t id = c.id;
-	if (events & EPOLLOUT) {
-		if (!flush(c)) {
-			close_client(id, "");
-			return;
-		}
-	}
-	if ((events & (EPOLLHUP | EPOLLERR)) && c.busy) {
-		close_client(id, "");	/* gone while its reply was pending */
-		return;
-	}
-	if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !c.busy && c.out_off == c.out.size()) {
-		if (!read_message(c)) {
-			close_client(id, "");
-			return;
-		}
-	}
-	update_events(c);
-}
-
-/* Deadlines: key lifetimes, parsers, unfinished messages, unread replies, UNLOCK delays. */
+/* Deadlines: key lifetimes, parsers, delayed UNLOCK failures. With mutex_ held. */
 void agent::on_timers()
 {
 	expire();
@@ -1153,31 +890,73 @@ void agent::on_timers()
 		}
 		reap_parser(id, true);
 	}
-	std::vector<std::pair<std::uint64_t, std::string>> closing;
-	for (auto &[id, cp] : clients_) {
-		client &c = *cp;
-		if (c.message_by && *c.message_by <= now) {
-			closing.emplace_back(id, "a message not completed within " +
-					     std::to_string(message_deadline_.count()) + " ms (slow sender)");
-		} else if (c.out_off < c.out.size() && c.out_moved + unread_deadline_ <= now) {
-			closing.emplace_back(id, std::to_string(c.out.size() - c.out_off) +
-					     " bytes of replies unread for " +
-					     std::to_string(unread_deadline_.count()) + " ms");
-		} else if (c.reply_at && *c.reply_at <= now) {
-			c.reply_at.reset();
-			c.busy = false;
-			queue_reply(c, encode_status(false));
-			if (!flush(c))
-				closing.emplace_back(id, "");
-			else
-				update_events(c);
+	for (auto it = delayed_.begin(); it != delayed_.end();) {
+		if (it->at <= now) {
+			it->reply.answer(xmem::reply::send(encode_status(false)));
+			it = delayed_.erase(it);
+		} else {
+			++it;
 		}
 	}
-	for (const auto &[id, why] : closing)
-		close_client(id, why);
 }
 
-int agent::run()
+/* How the server's reports read in the agent's log (the phrases tests/agent looks for). */
+void agent::on_server_error(const xmem::log_event &e)
+{
+	if (e.what == "peer limit") {
+		log("refused a client: " + std::to_string(client_limit_) + " connected already");
+		return;
+	}
+	if (e.what == "refused")
+		return;	/* on_connect logged it */
+	std::string line = "client " + std::to_string(e.peer) + " closed: " + std::string(e.what);
+	if (e.error && e.error != std::errc::timed_out)
+		line += " (" + e.error.message() + ")";
+	log(line);
+}
+
+/* The helper thread: parsers, deadlines, signals. */
+void agent::helper()
+{
+	for (;;) {
+		int timeout;
+		{
+			std::lock_guard<std::mutex> g(mutex_);
+			timeout = next_timeout_ms();
+		}
+		struct epoll_event evs[64];
+		const int n = ::epoll_wait(epoll_.get(), evs, 64, timeout);
+		if (n < 0 && errno != EINTR) {
+			log(std::string("epoll_wait: ") + std::strerror(errno) + ": stopping");
+			server_->stop();
+			return;
+		}
+		std::lock_guard<std::mutex> g(mutex_);
+		if (stopping_)
+			return;
+		for (int i = 0; i < n; i++) {
+			const std::uint64_t id = evs[i].data.u64 >> 2;
+			const std::uint64_t what = evs[i].data.u64 & 3;
+			if (what != ev_other) {
+				on_parser(id, what);
+			} else if (id == 1) {
+				std::uint64_t v;
+				[[maybe_unused]] ssize_t r = ::read(wake_.get(), &v, sizeof(v));
+			} else {
+				struct signalfd_siginfo si{};
+				if (::read(signals_.get(), &si, sizeof(si)) == sizeof(si)) {
+					log(std::string("signal ") + strsignal(static_cast<int>(si.ssi_signo)) +
+					    ": stopping");
+					server_->stop();
+					return;
+				}
+			}
+		}
+		on_timers();
+	}
+}
+
+int agent::run(xmem::unique_fd listen_fd, const std::string &path)
 {
 	epoll_ = xmem::unique_fd(::epoll_create1(EPOLL_CLOEXEC));
 	if (!epoll_)
@@ -1190,7 +969,10 @@ int agent::run()
 	signals_ = xmem::unique_fd(::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK));
 	if (!signals_)
 		throw std::system_error(errno, std::generic_category(), "signalfd");
-	lock_ = make_buffer("xmem-agent-lock", 4096, false);
+	wake_ = xmem::unique_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+	if (!wake_)
+		throw std::system_error(errno, std::generic_category(), "eventfd");
+	lock_ = xmem::mapping::map(xmem::memory::create("xmem-agent-lock", 4096), xmem::access::read_write);
 
 	/* As OpenSSH's maxfds: clients only as many as fds allow, with room for parsers. */
 	struct rlimit nofile{};
@@ -1202,42 +984,64 @@ int agent::run()
 	log("serving at most " + std::to_string(client_limit_) + " clients at once (RLIMIT_NOFILE " +
 	    std::to_string(nofile.rlim_cur) + ")");
 
-	watch(listen_.get(), 0, ev_client, EPOLLIN);
-	watch(signals_.get(), 1, ev_client, EPOLLIN);
-
-	for (;;) {
-		struct epoll_event evs[64];
-		const int n = ::epoll_wait(epoll_.get(), evs, 64, next_timeout_ms());
-		if (n < 0 && errno != EINTR)
-			throw std::system_error(errno, std::generic_category(), "epoll_wait");
-		for (int i = 0; i < n; i++) {
-			const std::uint64_t id = evs[i].data.u64 >> 2;
-			const std::uint64_t what = evs[i].data.u64 & 3;
-			if (what != ev_client) {
-				on_parser(id, what);
-			} else if (id == 0) {
-				on_accept();
-			} else if (id == 1) {
-				struct signalfd_siginfo si{};
-				if (::read(signals_.get(), &si, sizeof(si)) == sizeof(si)) {
-					log(std::string("signal ") + strsignal(static_cast<int>(si.ssi_signo)) +
-					    ": stopping");
-					keys_.clear();
-					for (auto &[pid, p] : parsers_) {
-						::kill(p.pid, SIGKILL);
-						int st;
-						::waitpid(p.pid, &st, 0);
-					}
-					return 0;
-				}
-			} else {
-				auto it = clients_.find(id);
-				if (it != clients_.end())
-					on_client(*it->second, evs[i].events);
-			}
+	xmem::stream_options so;
+	so.max_message = max_message;	/* OpenSSH's AGENT_MAX_LEN: larger lengths close */
+	so.body_page = 4096;
+	so.first_region = 16384;
+	so.body_budget = body_budget;
+	so.body_budget_per_uid = uid_body_budget;
+	so.max_peers = client_limit_;
+	so.max_peers_per_uid = client_limit_;	/* every client is our uid or root */
+	so.message_timeout = message_deadline_;
+	so.reply_timeout = unread_deadline_;
+	so.answer_timeout = answer_deadline;
+	so.requests_per_second = 0;	/* a pipelining client is served in turn, not closed */
+	so.peer_pidfds = false;		/* decisions use the uid only */
+	/* XMEM_AGENT_ENGINE=epoll: epoll even where io_uring works (xmem-agent(1), tests/agent). */
+	const char *engine = std::getenv("XMEM_AGENT_ENGINE");
+	so.force_epoll = engine && std::strcmp(engine, "epoll") == 0;
+	xmem::stream_server::callbacks cb;
+	cb.on_request = [this](const xmem::stream_context &ctx) { return handle(ctx); };
+	cb.on_connect = [](const xmem::peer_info &p) {
+		/* As ssh-agent: only our own uid, or root. */
+		if (p.cred.uid != ::geteuid() && p.cred.uid != 0) {
+			log("refused a client of uid " + std::to_string(p.cred.uid) + " (pid " +
+			    std::to_string(p.cred.pid) + ")");
+			return EACCES;
 		}
-		on_timers();
+		debug("client " + std::to_string(p.peer) + " connected (pid " + std::to_string(p.cred.pid) + ")");
+		return 0;
+	};
+	cb.on_error = [this](const xmem::log_event &e) { on_server_error(e); };
+	xmem::stream_server server(std::move(listen_fd), std::move(cb), so);
+	server_ = &server;
+	const xmem::kernel_support k = xmem::probe_kernel();
+	log("listening on " + path + " (keys in " +
+	    (k.exclusive ? "memfd_exclusive" : k.secret ? "memfd_secret" : "no exclusive memory") +
+	    "; served on " + std::string(xmem::to_string(server.engine())) + ")");
+	if (!server.fallback_reason().empty())
+		debug("not io_uring: " + server.fallback_reason());
+
+	watch(signals_.get(), 0, ev_other, EPOLLIN);
+	watch(wake_.get(), 1, ev_other, EPOLLIN);
+	std::thread helper_thread([this] { helper(); });
+	try {
+		server.run();
+	} catch (...) {
+		server.stop();
+		signal_stop();
+		helper_thread.join();
+		throw;
 	}
+	helper_thread.join();
+	std::lock_guard<std::mutex> g(mutex_);
+	keys_.clear();
+	for (auto &[pid, p] : parsers_) {
+		::kill(p.pid, SIGKILL);
+		int st;
+		::waitpid(p.pid, &st, 0);
+	}
+	return 0;
 }
 
 /* The socket, mode 0600, in a directory of mode 0700 when we choose its path. */
@@ -1441,11 +1245,8 @@ int agent_main(int argc, char **argv)
 
 	int rc = 1;
 	try {
-		const xmem::kernel_support k = xmem::probe_kernel();
-		log("listening on " + sock.path + " (keys in " +
-		    (k.exclusive ? "memfd_exclusive" : k.secret ? "memfd_secret" : "no exclusive memory") + ")");
-		agent a(o, std::move(sock.fd));
-		rc = a.run();
+		agent a(o);
+		rc = a.run(std::move(sock.fd), sock.path);
 	} catch (const std::exception &e) {
 		log(e.what());
 	}

@@ -35,7 +35,9 @@
  * an fd (see server_options and docs/protocol.md, "Server engines").
  *
  * Built as its own library, libxmem-server (pkg-config libxmem-server),
- * so users of the core library do not link liburing.
+ * so users of the core library do not link liburing. Its stream mode,
+ * for length-prefixed protocols on SOCK_STREAM (ssh-agent's), is
+ * stream_server.hpp, on the same slots, loops and replies.
  */
 #pragma once
 
@@ -50,6 +52,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 namespace xmem {
 
@@ -132,6 +135,13 @@ struct reply {
 	 * value only makes the receiver refuse the memory (verify_memory).
 	 */
 	std::uint64_t fixed_size = 0;
+	/*
+	 * Or, for a stream peer (stream_server.hpp) only: a message body to
+	 * send, framed by its length (u32, big-endian); at least 1 byte, at
+	 * most UINT32_MAX. Public data: it is sent from ordinary memory. A
+	 * SEQPACKET peer is sent EIO instead.
+	 */
+	std::vector<std::byte> bytes;
 
 	/*
 	 * Hands over a duplicate of @m's fd (F_DUPFD_CLOEXEC), with its fixed
@@ -144,8 +154,10 @@ struct reply {
 	 * when @m is null or holds no fd.
 	 */
 	static reply share(std::shared_ptr<const xmem::memory> m);
-	/* Refuses with errno @err (EACCES, ENOENT, ...). */
+	/* Refuses with errno @err (EACCES, ENOENT, ...); a stream peer is closed. */
 	static reply refuse(int err) noexcept;
+	/* Sends @body to a stream peer (reply::bytes). */
+	static reply send(std::vector<std::byte> body) noexcept;
 	/* What a handler returns after request_context::defer(). */
 	static reply later() noexcept;
 
@@ -182,6 +194,9 @@ public:
 
 private:
 	friend struct request_context;
+	friend struct stream_context;
+	/* The handle for @point's request (request_context::defer, stream_context::defer). */
+	static pending_reply take(srv::defer_point *point, std::string name);
 	std::shared_ptr<srv::mailbox> box_;
 	std::uint32_t slot_ = 0;
 	std::uint64_t id_ = 0;

@@ -4,7 +4,8 @@
 # ssh to a local sshd, one case per run (meson runs each as its own test).
 #   agent-clients.sh CASE      XMEM_AGENT: the xmem-agent binary
 # XMEM_AGENT_BACKEND=exclusive (tests/vm/guest-tests.sh) also demands that
-# the agent's keys are in memfd_exclusive. Exit 0 pass, 1 fail.
+# the agent's keys are in memfd_exclusive, XMEM_AGENT_ENGINE=epoll (meson test
+# agent_epoll_*) that it is served on epoll. Exit 0 pass, 1 fail.
 set -uo pipefail
 
 agent_bin=${XMEM_AGENT:?XMEM_AGENT not set}
@@ -56,6 +57,9 @@ start_agent() {
 	fi
 	if [ "${XMEM_AGENT_BACKEND:-}" = exclusive ]; then
 		contains "agent keeps keys in memfd_exclusive" "$T/agent.log" "keys in memfd_exclusive"
+	fi
+	if [ -n "${XMEM_AGENT_ENGINE:-}" ]; then
+		contains "agent served on $XMEM_AGENT_ENGINE" "$T/agent.log" "served on $XMEM_AGENT_ENGINE)"
 	fi
 }
 

@@ -28,7 +28,8 @@ Cases:
   parser_fds    the parser holds /dev/null on 0 and 1, its error pipe on 2,
                 its channel and its request's memory, nothing else
 XMEM_AGENT_BACKEND=exclusive (tests/vm/guest-tests.sh) also demands that the
-agent's keys are in memfd_exclusive. Exit 0 pass, 1 fail.
+agent's keys are in memfd_exclusive; XMEM_AGENT_ENGINE=epoll (meson test
+agent_epoll_*) that the agent is served on epoll. Exit 0 pass, 1 fail.
 """
 
 import os
@@ -116,6 +117,9 @@ class Agent:
             raise SystemExit("FAIL: agent did not start")
         if os.environ.get("XMEM_AGENT_BACKEND") == "exclusive":
             check("agent keeps keys in memfd_exclusive", "keys in memfd_exclusive" in self.text())
+        if os.environ.get("XMEM_AGENT_ENGINE"):
+            engine = os.environ["XMEM_AGENT_ENGINE"]
+            check(f"agent served on {engine}", f"served on {engine})" in self.text())
 
     def text(self):
         with open(self.logpath) as f:

@@ -5,7 +5,9 @@
 #include <cstring>
 #include <dirent.h>
 #include <stdexcept>
+#include <thread>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 namespace xmem::test {
 
@@ -86,6 +88,30 @@ std::string temp_dir()
 	if (!::mkdtemp(tmpl.data()))
 		throw std::runtime_error("mkdtemp failed");
 	return tmpl;
+}
+
+unique_fd unix_connect(const std::string &path, int type)
+{
+	unique_fd fd(::socket(AF_UNIX, type | SOCK_CLOEXEC, 0));
+	struct sockaddr_un addr = {};
+	addr.sun_family = AF_UNIX;
+	if (!fd || path.size() >= sizeof(addr.sun_path))
+		return {};
+	std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+	if (::connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) < 0)
+		return {};
+	return fd;
+}
+
+bool wait_until(const std::function<bool()> &pred, std::chrono::milliseconds limit)
+{
+	const auto end = std::chrono::steady_clock::now() + limit;
+	while (!pred()) {
+		if (std::chrono::steady_clock::now() > end)
+			return false;
+		std::this_thread::sleep_for(std::chrono::milliseconds(2));
+	}
+	return true;
 }
 
 } // namespace xmem::test

@@ -8,7 +8,9 @@
 
 #include <xmem/xmem.hpp>
 
+#include <chrono>
 #include <cstddef>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -36,5 +38,12 @@ std::vector<std::byte> encoded(const wire::header &h);
 
 /* A fresh private directory under $TMPDIR (or /tmp). */
 std::string temp_dir();
+
+/* A socket of @type (SOCK_SEQPACKET, SOCK_STREAM) connected to @path; invalid on failure (errno). */
+unique_fd unix_connect(const std::string &path, int type);
+
+/* Polls @pred every 2 ms for up to @limit; whether it came true. */
+bool wait_until(const std::function<bool()> &pred,
+		std::chrono::milliseconds limit = std::chrono::milliseconds(5000));
 
 } // namespace xmem::test

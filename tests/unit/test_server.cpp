@@ -47,22 +47,11 @@
 
 using namespace xmem;
 using namespace std::chrono_literals;
+using xmem::test::wait_until;
 
 namespace {
 
 const bool engines[] = {false, true}; /* force_epoll */
-
-/* Polls @pred every 2 ms for up to @limit. */
-bool wait_until(const std::function<bool()> &pred, std::chrono::milliseconds limit = 5000ms)
-{
-	const auto end = std::chrono::steady_clock::now() + limit;
-	while (!pred()) {
-		if (std::chrono::steady_clock::now() > end)
-			return false;
-		std::this_thread::sleep_for(2ms);
-	}
-	return true;
-}
 
 /* RLIMIT_NOFILE of at least @n (raising the hard limit too when root). */
 void ensure_nofile(rlim_t n)
@@ -160,11 +149,8 @@ void request_ok(channel &ch, std::size_t size = 4096)
 /* Raw bytes on a fresh connection to @path. */
 unique_fd raw_connect(const std::string &path)
 {
-	unique_fd fd(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0));
-	struct sockaddr_un addr = {};
-	addr.sun_family = AF_UNIX;
-	std::strcpy(addr.sun_path, path.c_str());
-	BOOST_REQUIRE(::connect(fd.get(), reinterpret_cast<sockaddr *>(&addr), sizeof(addr)) == 0);
+	unique_fd fd = test::unix_connect(path, SOCK_SEQPACKET);
+	BOOST_REQUIRE(fd);
 	return fd;
 }
 
