@@ -16,9 +16,10 @@
  * vCPU of it that runs during the link is kicked out of KVM_RUN with EIO;
  * fallocate() (allocation and PUNCH_HOLE) and a second link through the
  * source file fail with EIO; the dead VM's other guest_memfd files can still
- * be linked. A VM cannot get a second file on one inode (EEXIST): neither a
- * link to itself nor the round trip A -> C -> A. Two links of one file
- * racing from two VMs: exactly one succeeds.
+ * be linked. A VM cannot get a second file on one inode: a link to itself
+ * fails with EEXIST, and the round trip A -> C -> A fails earlier, with EIO,
+ * since A is dead after its first link. Two links of one file racing from
+ * two VMs: exactly one succeeds.
  *
  * That the guest's data survives the link is shown by examples/vmm in the
  * xmem tree (a guest resumed in a successor's VM finds its secret).
