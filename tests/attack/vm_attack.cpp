@@ -822,13 +822,17 @@ void after_release(cell &c, victim &v, std::uint32_t key)
 	std::set<std::uint64_t> seen, before;
 	scan_kcore(kc, key, &seen);
 	/*
-	 * The guest's memory is file memory (guest_memfd, memfd). An anonymous
-	 * page with the pattern is the scan's own buffer, which held the page
-	 * being read when /proc/kcore reached the buffer's own frames.
+	 * The guest's memory is page cache (guest_memfd, memfd): uptodate, not
+	 * anonymous. Other pages with the pattern are the attacker's copies: its
+	 * scan buffer (anonymous), which held the page being read when
+	 * /proc/kcore reached the buffer's own frames, or the kernel's bounce
+	 * buffer of /proc/kcore (slab).
 	 */
-	for (const std::uint64_t pa : seen)
-		if (!(page_flags(pa) & (1ULL << KPF_ANON)))
+	for (const std::uint64_t pa : seen) {
+		const std::uint64_t f = page_flags(pa);
+		if ((f & (1ULL << KPF_UPTODATE)) && !(f & (1ULL << KPF_ANON | 1ULL << KPF_SLAB)))
 			before.insert(pa);
+	}
 	/* Nothing between the exit and the reads allocates: buffers first. */
 	std::vector<std::uint8_t> page(pg);
 	std::vector<std::uint64_t> flags(before.size());
@@ -868,7 +872,7 @@ void after_release(cell &c, victim &v, std::uint32_t key)
 	std::ostringstream o;
 	o << "before the exit " << before.size() << " pages of the pattern";
 	if (seen.size() > before.size())
-		o << " (and " << seen.size() - before.size() << " in the scan's buffer)";
+		o << " (and " << seen.size() - before.size() << " copies of the attacker's)";
 	o << "; after: " << kept << " kept, " << zeroed << " zeroed, " << reused << " reused";
 	std::string fl;
 	for (i = 0; i < what.size(); i++)
