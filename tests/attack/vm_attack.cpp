@@ -88,6 +88,12 @@ const char *kind_name(kind k)
 	}
 }
 
+/* The column's name in the per-cell lines (tests/vm/kvm-attack.sh reads them). */
+const char *column(kind k)
+{
+	return k == kind::nodm ? "nodm" : k == kind::gmem ? "gmem" : "control";
+}
+
 std::string ename(int e)
 {
 	const char *n = strerrorname_np(e);
@@ -855,7 +861,8 @@ void after_release(cell &c, victim &v, std::uint32_t key)
 		if (off < 0 || ::pread(kc.fd, page.data(), pg, off) != static_cast<ssize_t>(pg))
 			setup_fail("pread /proc/kcore at a page of the pattern", EIO);
 		flags[i] = page_flags(pa);
-		const bool zero = std::all_of(page.begin(), page.end(), [](std::uint8_t b) { return !b; });
+		const bool zero = std::all_of(page.begin(), page.end(),
+					      [](std::uint8_t b) { return !b; });
 		const bool free = !(flags[i] & ~(1ULL << KPF_BUDDY));
 		what[i] = !free ? 2 : is_copy(page.data(), key) ? 0 : zero ? 1 : 2;
 		std::memset(page.data(), 0, pg);
@@ -1108,17 +1115,17 @@ int main(int argc, char **argv)
 				if (!c.inconclusive)
 					break;
 				std::fprintf(stderr, "%s/%s: inconclusive (attempt %u of %u): %s\n",
-					     rows[i].name, k == kind::nodm ? "nodm" : k == kind::gmem ?
-					     "gmem" : "control", attempt, max_attempts, c.detail.c_str());
+					     rows[i].name, column(k), attempt, max_attempts,
+					     c.detail.c_str());
 				if (attempt == max_attempts) {
-					c.detail += " (inconclusive " + std::to_string(max_attempts) +
+					c.detail += " (inconclusive " + std::to_string(attempt) +
 						    " times: every page of the pattern reused)";
 					break;
 				}
 			}
 			all_ok &= c.ok;
-			std::fprintf(stderr, "%s/%s: %s%s\n", rows[i].name, k == kind::nodm ? "nodm" :
-				     k == kind::gmem ? "gmem" : "control", c.na ? "n/a: " : c.ok ? "pass" :
+			std::fprintf(stderr, "%s/%s: %s%s\n", rows[i].name, column(k),
+				     c.na ? "n/a: " : c.ok ? "pass" :
 				     c.inconclusive ? "INCONCLUSIVE: " : "FAIL: ",
 				     c.ok && !c.na ? "" : c.detail.c_str());
 			table[i].push_back(std::move(c));
