@@ -25,12 +25,16 @@
  *
  * A cell is n/a (with its reason) when this kernel cannot show it: no
  * KVM_LINK_GUEST_MEMFD, or kcore_after_release when nothing is found under
- * DEBUG_PAGEALLOC.
+ * DEBUG_PAGEALLOC. kcore_after_release is INCONCLUSIVE (run again with a new
+ * VMM, at most three times, then a failure) when the page allocator gave
+ * every page of the pattern to someone else before it could be read
+ * (after_release()).
  *
  * Exit: 0 when every nodm cell is refused (the vCPU row excepted: a known
  * limit), every ordinary cell succeeds and every gmem cell is as expected;
  * 1 otherwise; 2 on a setup error (never counted as a refusal).
  */
+#include <linux/kernel-page-flags.h>
 #include <linux/kvm.h>
 
 #include <algorithm>
@@ -82,6 +86,12 @@ const char *kind_name(kind k)
 	case kind::gmem: return "plain guest_memfd";
 	default: return "ordinary memory (control)";
 	}
+}
+
+/* The column's name in the per-cell lines (tests/vm/kvm-attack.sh reads them). */
+const char *column(kind k)
+{
+	return k == kind::nodm ? "nodm" : k == kind::gmem ? "gmem" : "control";
 }
 
 std::string ename(int e)
@@ -553,27 +563,54 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> ram_ranges()
 	return v;
 }
 
-scan scan_kcore(std::uint32_t key)
+/* /proc/kcore, open, with its program headers: physical pages read by address. */
+struct kcore_file {
+	int fd = -1;
+	std::vector<Elf64_Phdr> ph;
+
+	kcore_file()
+	{
+		fd = ::open("/proc/kcore", O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			setup_fail("open /proc/kcore");
+		Elf64_Ehdr eh;
+		if (::pread(fd, &eh, sizeof(eh), 0) != sizeof(eh))
+			setup_fail("/proc/kcore ELF header");
+		ph.resize(eh.e_phnum);
+		if (::pread(fd, ph.data(), ph.size() * sizeof(Elf64_Phdr), eh.e_phoff) !=
+		    static_cast<ssize_t>(ph.size() * sizeof(Elf64_Phdr)))
+			setup_fail("/proc/kcore program headers");
+	}
+	kcore_file(const kcore_file &) = delete;
+	kcore_file &operator=(const kcore_file &) = delete;
+	~kcore_file() { ::close(fd); }
+
+	/* The file offset of the page at physical address @pa (a RAM segment), or -1. */
+	off_t offset_of(std::uint64_t pa) const
+	{
+		for (const auto &p : ph)
+			if (p.p_type == PT_LOAD && p.p_paddr != ~0ULL && pa >= p.p_paddr &&
+			    pa + pg <= p.p_paddr + p.p_memsz)
+				return static_cast<off_t>(p.p_offset + (pa - p.p_paddr));
+		return -1;
+	}
+};
+
+/*
+ * Every RAM segment of /proc/kcore; with @where, the physical addresses of
+ * the pages of the pattern go there too.
+ */
+scan scan_kcore(const kcore_file &kc, std::uint32_t key, std::set<std::uint64_t> *where = nullptr)
 {
 	scan s;
-	const int fd = ::open("/proc/kcore", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		setup_fail("open /proc/kcore");
-	Elf64_Ehdr eh;
-	if (::pread(fd, &eh, sizeof(eh), 0) != sizeof(eh))
-		setup_fail("/proc/kcore ELF header");
-	std::vector<Elf64_Phdr> ph(eh.e_phnum);
-	if (::pread(fd, ph.data(), ph.size() * sizeof(Elf64_Phdr), eh.e_phoff) !=
-	    static_cast<ssize_t>(ph.size() * sizeof(Elf64_Phdr)))
-		setup_fail("/proc/kcore program headers");
 	std::set<std::uint64_t> found;
 	std::vector<std::uint8_t> buf(1 << 20);
-	for (const auto &p : ph) {
+	for (const auto &p : kc.ph) {
 		if (p.p_type != PT_LOAD || p.p_paddr == ~0ULL)
 			continue;
 		for (std::uint64_t o = 0; o < p.p_memsz; o += buf.size()) {
 			const std::size_t len = std::min<std::uint64_t>(buf.size(), p.p_memsz - o);
-			const ssize_t n = ::pread(fd, buf.data(), len, p.p_offset + o);
+			const ssize_t n = ::pread(kc.fd, buf.data(), len, p.p_offset + o);
 			if (n != static_cast<ssize_t>(len)) {
 				s.refused += len / pg;
 				continue;
@@ -586,9 +623,16 @@ scan scan_kcore(std::uint32_t key)
 			std::memset(buf.data(), 0, len);
 		}
 	}
-	::close(fd);
 	s.copies = static_cast<unsigned>(found.size());
+	if (where)
+		*where = std::move(found);
 	return s;
+}
+
+scan scan_kcore(std::uint32_t key)
+{
+	const kcore_file kc;
+	return scan_kcore(kc, key);
 }
 
 scan scan_devmem(std::uint32_t key)
@@ -683,11 +727,15 @@ std::string mib(std::uint64_t b) { return std::to_string(b >> 20) + " MiB"; }
 
 enum class expect { blocked, succeeded };
 
+/* Runs of a cell that came back inconclusive (kcore_after_release) before it fails. */
+constexpr unsigned max_attempts = 3;
+
 struct cell {
 	bool ok;	/* as this row expects for this target */
 	bool hit;	/* the attacker read the pattern */
 	std::string detail;
 	bool na = false; /* cannot be tried on this kernel; detail says why */
+	bool inconclusive = false; /* kcore_after_release: every page reused, none kept */
 };
 
 /*
@@ -743,16 +791,128 @@ std::string scan_detail(const char *what, const scan &s, const char *unit = "pag
 	return o.str();
 }
 
+/*
+ * kcore_after_release. While the VMM lives, /proc/kcore gives the physical
+ * pages of the pattern (none for the flagged guest_memfd: out of the direct
+ * map). The VMM exits, the LRU-add batches are drained (below); at once each
+ * of those pages is read again and classed, with its /proc/kpageflags (a
+ * free page has no flag but BUDDY):
+ *   kept    free and still the pattern: freed without being cleared;
+ *   zeroed  free and all zero: cleared when freed, as the flag's pool does and
+ *           init_on_free=1 does for every page;
+ *   reused  anything else: in use again (the per-CPU free lists are LIFO:
+ *           the next allocation on the CPU where the VMM exited takes its
+ *           last freed page first) or written by a user that freed it again,
+ *           which says nothing about what the kernel did at free.
+ * Then all RAM is scanned again. Read when a page was kept, or (no page
+ * seen before the exit: the flagged column) the scan finds the pattern;
+ * refused when the scan finds none there, or every page that had it came
+ * back zeroed. When neither holds, some page was reused and none kept:
+ * inconclusive, and main() runs the cell again with a new VMM.
+ */
+void after_release(cell &c, victim &v, std::uint32_t key)
+{
+	const kcore_file kc;
+	const int kpf = ::open("/proc/kpageflags", O_RDONLY | O_CLOEXEC);
+	if (kpf < 0)
+		setup_fail("open /proc/kpageflags (CONFIG_PROC_PAGE_MONITOR)");
+	const auto page_flags = [kpf](std::uint64_t pa) {
+		std::uint64_t f;
+		if (::pread(kpf, &f, sizeof(f), static_cast<off_t>(pa / pg * 8)) != sizeof(f))
+			setup_fail("pread /proc/kpageflags");
+		return f;
+	};
+	const int drop = ::open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC);
+	if (drop < 0)
+		setup_fail("open /proc/sys/vm/drop_caches");
+	std::set<std::uint64_t> seen, before;
+	scan_kcore(kc, key, &seen);
+	/*
+	 * The guest's memory is page cache (guest_memfd, memfd): uptodate, not
+	 * anonymous. Other pages with the pattern are the attacker's copies: its
+	 * scan buffer (anonymous), which held the page being read when
+	 * /proc/kcore reached the buffer's own frames, or the kernel's bounce
+	 * buffer of /proc/kcore (slab).
+	 */
+	for (const std::uint64_t pa : seen) {
+		const std::uint64_t f = page_flags(pa);
+		if ((f & (1ULL << KPF_UPTODATE)) && !(f & (1ULL << KPF_ANON | 1ULL << KPF_SLAB)))
+			before.insert(pa);
+	}
+	/* Nothing between the exit and the reads allocates: buffers first. */
+	std::vector<std::uint8_t> page(pg);
+	std::vector<std::uint64_t> flags(before.size());
+	std::vector<int> what(before.size()); /* 0 kept, 1 zeroed, 2 reused */
+	v.quit();
+	/*
+	 * The exit does not free every page: a page cache folio added to the LRU
+	 * on another CPU sits in that CPU's LRU-add batch, which holds a
+	 * reference, until the CPU drains it (the control's memfd pages: flags
+	 * uptodate, active, swapbacked, not yet LRU). drop_caches=1 runs
+	 * lru_add_drain_all() first (fs/drop_caches.c): after it the pages are
+	 * free, and the page allocator's own lists decide what becomes of them.
+	 */
+	if (::write(drop, "1", 1) != 1)
+		setup_fail("write /proc/sys/vm/drop_caches");
+	::close(drop);
+	std::size_t i = 0;
+	for (const std::uint64_t pa : before) {
+		const off_t off = kc.offset_of(pa);
+		if (off < 0 || ::pread(kc.fd, page.data(), pg, off) != static_cast<ssize_t>(pg))
+			setup_fail("pread /proc/kcore at a page of the pattern", EIO);
+		flags[i] = page_flags(pa);
+		const bool zero = std::all_of(page.begin(), page.end(),
+					      [](std::uint8_t b) { return !b; });
+		const bool free = !(flags[i] & ~(1ULL << KPF_BUDDY));
+		what[i] = !free ? 2 : is_copy(page.data(), key) ? 0 : zero ? 1 : 2;
+		std::memset(page.data(), 0, pg);
+		i++;
+	}
+	::close(kpf);
+	std::set<std::uint64_t> after;
+	const scan s = scan_kcore(kc, key, &after);
+	const auto elsewhere = std::count_if(after.begin(), after.end(),
+					     [&](std::uint64_t pa) { return !before.count(pa); });
+	const auto kept = std::count(what.begin(), what.end(), 0);
+	const auto zeroed = std::count(what.begin(), what.end(), 1);
+	const auto reused = std::count(what.begin(), what.end(), 2);
+	std::ostringstream o;
+	o << "before the exit " << before.size() << " pages of the pattern";
+	if (seen.size() > before.size())
+		o << " (and " << seen.size() - before.size() << " copies of the attacker's)";
+	o << "; after: " << kept << " kept, " << zeroed << " zeroed, " << reused << " reused";
+	std::string fl;
+	for (i = 0; i < what.size(); i++)
+		if (what[i] == 2) {
+			char h[24];
+			std::snprintf(h, sizeof(h), "%s%#" PRIx64, fl.empty() ? "" : ",", flags[i]);
+			fl += h;
+		}
+	if (!fl.empty())
+		o << " (kpageflags " << fl << ")";
+	/*
+	 * Once the attacker has read the pattern, copies of it are its own (the
+	 * kernel's bounce buffer of /proc/kcore, freed heap): then only the pages
+	 * the guest wrote count. The flagged column never had one to copy.
+	 */
+	c.hit = before.empty() ? s.copies > 0 : kept > 0;
+	c.inconclusive = !c.hit && zeroed < static_cast<long>(before.size());
+	c.detail = o.str() + "; " + scan_detail("then /proc/kcore", s);
+	if (elsewhere)
+		c.detail += " (" + std::to_string(elsewhere) +
+			    " not where the guest's were: the attacker's own copies, not counted)";
+}
+
 cell attack_one(const row &r, kind k, victim &v, std::uint32_t key)
 {
 	const std::string n = r.name;
 	cell c{};
-	if (n == "kcore_scan" || n == "kcore_after_release") {
-		if (n == "kcore_after_release")
-			v.quit();
+	if (n == "kcore_scan") {
 		const scan s = scan_kcore(key);
 		c.hit = s.copies > 0;
 		c.detail = scan_detail("/proc/kcore", s);
+	} else if (n == "kcore_after_release") {
+		after_release(c, v, key);
 	} else if (n == "dev_mem_scan") {
 		const scan s = scan_devmem(key);
 		c.hit = s.copies > 0;
@@ -874,6 +1034,7 @@ cell attack_one(const row &r, kind k, victim &v, std::uint32_t key)
 	}
 	if (c.na) {
 		c.ok = true;
+		c.inconclusive = false;
 		return c;
 	}
 	switch (k) {
@@ -881,6 +1042,8 @@ cell attack_one(const row &r, kind k, victim &v, std::uint32_t key)
 	case kind::gmem: c.ok = c.hit == (r.gmem == expect::succeeded); break;
 	case kind::ordinary: c.ok = c.hit; break;
 	}
+	/* No answer is not a pass, in any column. */
+	c.ok &= !c.inconclusive;
 	return c;
 }
 
@@ -889,6 +1052,8 @@ std::string show(const cell &c, kind k, const row &r)
 	std::string w;
 	if (c.na)
 		return "n/a: " + c.detail;
+	if (c.inconclusive)
+		return "**INCONCLUSIVE**: " + c.detail;
 	if (k == kind::ordinary)
 		w = c.hit ? "**control succeeded**" : "**CONTROL FAILED**";
 	else if (k == kind::nodm && c.hit)
@@ -939,15 +1104,29 @@ int main(int argc, char **argv)
 				table[i].push_back({true, false, "not run"});
 				continue;
 			}
-			std::uint32_t key;
-			if (::getrandom(&key, sizeof(key), 0) != sizeof(key))
-				setup_fail("getrandom");
-			key |= 1;
-			victim v(k, key);
-			cell c = attack_one(rows[i], k, v, key);
+			cell c;
+			for (unsigned attempt = 1;; attempt++) {
+				std::uint32_t key;
+				if (::getrandom(&key, sizeof(key), 0) != sizeof(key))
+					setup_fail("getrandom");
+				key |= 1;
+				victim v(k, key);
+				c = attack_one(rows[i], k, v, key);
+				if (!c.inconclusive)
+					break;
+				std::fprintf(stderr, "%s/%s: inconclusive (attempt %u of %u): %s\n",
+					     rows[i].name, column(k), attempt, max_attempts,
+					     c.detail.c_str());
+				if (attempt == max_attempts) {
+					c.detail += " (inconclusive " + std::to_string(attempt) +
+						    " times: every page of the pattern reused)";
+					break;
+				}
+			}
 			all_ok &= c.ok;
-			std::fprintf(stderr, "%s/%s: %s%s\n", rows[i].name, k == kind::nodm ? "nodm" :
-				     k == kind::gmem ? "gmem" : "control", c.na ? "n/a: " : c.ok ? "pass" : "FAIL: ",
+			std::fprintf(stderr, "%s/%s: %s%s\n", rows[i].name, column(k),
+				     c.na ? "n/a: " : c.ok ? "pass" :
+				     c.inconclusive ? "INCONCLUSIVE: " : "FAIL: ",
 				     c.ok && !c.na ? "" : c.detail.c_str());
 			table[i].push_back(std::move(c));
 		}
