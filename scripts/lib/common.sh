@@ -74,6 +74,9 @@ KERNEL_REPORT_RES=(
 	'refcount_t: ' 'list_[a-z_]+ corruption' 'list_add double add'
 	# any stack dump
 	'Call Trace:'
+	# KUnit (KTAP) results of the suites run at boot: a failed case or suite, and the
+	# assertion lines before it (printed at KERN_INFO: the dmesg read at the end has them)
+	'\] +not ok [0-9]+ ' '(ASSERTION|EXPECTATION) FAILED at'
 )
 KERNEL_REPORT_RE=$(
 	IFS='|'
