@@ -279,6 +279,20 @@ struct delayed_reply {
 	xmem::pending_reply reply;
 };
 
+/*
+ * An UNLOCK that came while a failure's delay ran: checked when the delay
+ * ends, in the order they came, as OpenSSH's agent, which sleeps through
+ * the delay, takes them. Its passphrase's hash waits in the lock's
+ * exclusive memory (slot @slot), never the passphrase.
+ */
+struct queued_unlock {
+	unsigned slot;
+	xmem::pending_reply reply;
+};
+/* Hash slots in the lock's page, after the salt and the stored hash: 32 bytes each. */
+constexpr std::size_t unlock_slots_offset = 64;
+constexpr unsigned max_queued_unlocks = (4096 - unlock_slots_offset) / 32;
+
 /* Helper epoll data: (id << 2) | what. The signal fd and the wake eventfd are ids 0 and 1. */
 enum : std::uint64_t { ev_other = 0, ev_parser_channel = 1, ev_parser_exit = 2, ev_parser_errors = 3 };
 
@@ -316,6 +330,9 @@ private:
 	void start_queued();
 	std::optional<std::vector<std::byte>> handle_lock(const xmem::stream_context &ctx,
 							  const lock_request &l);
+	unsigned char *unlock_slot(unsigned slot);
+	bool unlock_check(unsigned char *h, steady::time_point now);
+	void run_unlock_queue();
 	void on_timers();
 	void expire();
 	int next_timeout_ms() const;
@@ -336,6 +353,7 @@ private:
 	std::map<std::uint64_t, parser_run> parsers_;
 	std::deque<queued_add> add_queue_;	/* ADDs waiting for a parser */
 	std::vector<delayed_reply> delayed_;	/* failed UNLOCKs' FAILUREs */
+	std::deque<queued_unlock> unlock_queue_;	/* UNLOCKs waiting for a delay's end */
 	std::uint64_t next_id_ = 2;	/* 0: the signal fd, 1: the wake eventfd */
 	std::size_t client_limit_ = max_clients;
 	std::list<key_entry> keys_;
@@ -412,6 +430,8 @@ int agent::next_timeout_ms() const
 		consider(p.deadline);
 	for (const delayed_reply &d : delayed_)
 		consider(d.at);
+	if (!unlock_queue_.empty())
+		consider(unlock_refused_until_);
 	if (!first)
 		return -1;
 	const auto left = std::chrono::ceil<std::chrono::milliseconds>(*first - steady::now());
@@ -725,38 +745,97 @@ std::optional<std::vector<std::byte>> agent::handle_lock(const xmem::stream_cont
 		return encode_status(false);
 	}
 	const auto now = steady::now();
-	if (now < unlock_refused_until_) {
-		/* A failed attempt's delay runs: no guess is tried until it ends. */
-		log("UNLOCK: refused unchecked, the delay after failure " + std::to_string(unlock_failures_) +
-		    " ends in " +
-		    std::to_string(std::chrono::ceil<std::chrono::milliseconds>(unlock_refused_until_ - now).count()) +
-		    " ms");
-		return encode_status(false);
-	}
-	crypto_generichash(h, sizeof(h), pass, l.passphrase.size(), salt, 16);
-	const bool match = sodium_memcmp(h, stored, sizeof(h)) == 0;	/* constant time */
-	sodium_memzero(h, sizeof(h));
-	if (!match) {
+	if (now < unlock_refused_until_ || !unlock_queue_.empty()) {
 		/*
-		 * As OpenSSH's process_lock_agent(), 0.1 s x failures, but the
-		 * server goes on: the answer is deferred to the helper's timer,
-		 * and this client is not read meanwhile.
+		 * A failed attempt's delay runs: this one waits its turn, to be
+		 * checked when the delay ends (a refusal unchecked would let a
+		 * guessing client keep the owner out for good).
 		 */
-		if (unlock_failures_ < max_unlock_failures)
-			unlock_failures_++;
-		const auto delay = unlock_delay_step * unlock_failures_;
-		unlock_refused_until_ = now + delay;
-		log("UNLOCK: wrong passphrase (failure " + std::to_string(unlock_failures_) +
-		    "); FAILURE in " + std::to_string(delay.count()) + " ms");
-		delayed_.push_back({unlock_refused_until_, ctx.defer()});
+		if (unlock_queue_.size() >= max_queued_unlocks) {
+			log("UNLOCK: refused, " + std::to_string(unlock_queue_.size()) +
+			    " attempts wait already");
+			return encode_status(false);
+		}
+		const unsigned slot = unlock_queue_.empty() ? 0 :
+			static_cast<unsigned>((unlock_queue_.front().slot + unlock_queue_.size()) %
+					      max_queued_unlocks);
+		crypto_generichash(unlock_slot(slot), 32, pass, l.passphrase.size(), salt, 16);
+		unlock_queue_.push_back({slot, ctx.defer()});
+		log("UNLOCK: waits for the delay after failure " + std::to_string(unlock_failures_) +
+		    " (ends in " +
+		    std::to_string(std::chrono::ceil<std::chrono::milliseconds>(
+				   std::max(unlock_refused_until_ - now, steady::duration::zero())).count()) +
+		    " ms), " + std::to_string(unlock_queue_.size()) + " waiting");
 		wake();
 		return std::nullopt;
 	}
-	sodium_memzero(lock_.data(), 48);
-	locked_ = false;
-	unlock_failures_ = 0;
-	log("unlocked");
-	return encode_status(true);
+	crypto_generichash(h, sizeof(h), pass, l.passphrase.size(), salt, 16);
+	if (unlock_check(h, now))
+		return encode_status(true);
+	delayed_.push_back({unlock_refused_until_, ctx.defer()});
+	wake();
+	return std::nullopt;
+}
+
+/* The hash slot @slot of the queued UNLOCKs, in the lock's exclusive memory. */
+unsigned char *agent::unlock_slot(unsigned slot)
+{
+	return reinterpret_cast<unsigned char *>(lock_.data()) + unlock_slots_offset + 32 * slot;
+}
+
+/*
+ * Checks the passphrase hash @h (zeroed after) against the lock: unlocks and
+ * returns true, or counts the failure and starts its delay and returns
+ * false (the caller answers FAILURE when unlock_refused_until_ comes).
+ */
+bool agent::unlock_check(unsigned char *h, steady::time_point now)
+{
+	const unsigned char *stored = reinterpret_cast<const unsigned char *>(lock_.data()) + 16;
+	const bool match = sodium_memcmp(h, stored, 32) == 0;	/* constant time */
+
+	sodium_memzero(h, 32);
+	if (match) {
+		sodium_memzero(lock_.data(), 48);
+		locked_ = false;
+		unlock_failures_ = 0;
+		log("unlocked");
+		return true;
+	}
+	/*
+	 * As OpenSSH's process_lock_agent(), 0.1 s x failures, but the server
+	 * goes on: the answer is deferred to the helper's timer, and this
+	 * client is not read meanwhile.
+	 */
+	if (unlock_failures_ < max_unlock_failures)
+		unlock_failures_++;
+	const auto delay = unlock_delay_step * unlock_failures_;
+	unlock_refused_until_ = now + delay;
+	log("UNLOCK: wrong passphrase (failure " + std::to_string(unlock_failures_) +
+	    "); FAILURE in " + std::to_string(delay.count()) + " ms");
+	return false;
+}
+
+/* The queued UNLOCKs whose turn has come (with mutex_ held), in order. */
+void agent::run_unlock_queue()
+{
+	while (!unlock_queue_.empty()) {
+		const auto now = steady::now();
+		if (now < unlock_refused_until_)
+			return;
+		queued_unlock q = std::move(unlock_queue_.front());
+		unlock_queue_.pop_front();
+		unsigned char *h = unlock_slot(q.slot);
+		if (!locked_) {
+			sodium_memzero(h, 32);
+			log("UNLOCK: not locked (unlocked while it waited)");
+			q.reply.answer(xmem::reply::send(encode_status(false)));
+			continue;
+		}
+		if (unlock_check(h, now))
+			q.reply.answer(xmem::reply::send(encode_status(true)));
+		else
+			delayed_.push_back({unlock_refused_until_, std::move(q.reply)});
+	}
 }
 
 /* The server's handler: one whole message, its body in the server's exclusive memory. */
@@ -898,6 +977,7 @@ void agent::on_timers()
 			++it;
 		}
 	}
+	run_unlock_queue();
 }
 
 /* How the server's reports read in the agent's log (the phrases tests/agent looks for). */
