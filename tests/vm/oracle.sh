@@ -9,8 +9,8 @@
 #   CASE...   run only these VM cases (default: all that apply to the kernel)
 #
 # 1. On the host: every report class vm-run claims to catch (BUG, KASAN, WARNING, Oops,
-#    lockdep, RCU stall, hung task, soft lockup, refcount_t, list corruption, panic) matches
-#    its report patterns (scripts/lib/common.sh), and ordinary boot and test lines do not.
+#    lockdep, RCU stall, hung task, soft lockup, refcount_t, list corruption, panic, KUnit
+#    not ok) matches its report patterns (scripts/lib/common.sh), and ordinary boot and test lines do not.
 # 2. In the VM, each case a separate scripts/vm-run:
 #    control  floods the kernel log with 4 times its ring buffer at KERN_INFO, checks that
 #             the guest sees XMEM_VM_CPUS CPUs (tests/vm/cpus.sh, which must also fail when
@@ -173,6 +173,10 @@ reports=(
 	'[   25.000000] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [bash:120]'
 	'[   10.000000] Kernel panic - not syncing: kernel: panic_on_warn set ...'
 	'[   10.000000] Call Trace:'
+	'[    1.385424]     not ok 2 pool_test_zeroed'
+	'[    1.390000] not ok 2 memfd_exclusive_pool'
+	'[    1.384895]     # pool_test_zeroed: ASSERTION FAILED at ../src/mm/memfd_exclusive_pool_kunit.c:224'
+	'[    1.388983]     # pool_test_shrinker: EXPECTATION FAILED at ../src/mm/memfd_exclusive_pool_kunit.c:278'
 )
 benign=(
 	'[    0.000000] kasan: KernelAddressSanitizer initialized'
@@ -186,6 +190,10 @@ benign=(
 	'[    0.589557] acpi PNP0A03:00: fail to add MMCONFIG information, can'"'t"' access extended configuration space under this bridge'
 	'[    1.255377] amd_pstate: the _CPC object is not present in SBIOS or ACPI disabled'
 	'[    9.000000] hwpoison: Injecting memory failure for pfn 0x12345 at process virtual address 0x7f0000000000'
+	'[    1.384296]     ok 1 pool_test_unmapped'
+	'[    1.382450] # memfd_exclusive: pass:10 fail:0 skip:0 total:10'
+	'[    1.382545] ok 1 memfd_exclusive'
+	'[    1.400000] ok 2 memfd_exclusive_pool # SKIP no unmapped pool: memfd_exclusive is disabled'
 )
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
