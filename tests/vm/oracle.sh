@@ -10,7 +10,8 @@
 #
 # 1. On the host: every report class vm-run claims to catch (BUG, KASAN, WARNING, Oops,
 #    lockdep, RCU stall, hung task, soft lockup, refcount_t, list corruption, panic, KUnit
-#    not ok) matches its report patterns (scripts/lib/common.sh), and ordinary boot and test lines do not.
+#    not ok) matches its report patterns (scripts/lib/common.sh), and ordinary boot and
+#    test lines do not.
 # 2. In the VM, each case a separate scripts/vm-run:
 #    control  floods the kernel log with 4 times its ring buffer at KERN_INFO, checks that
 #             the guest sees XMEM_VM_CPUS CPUs (tests/vm/cpus.sh, which must also fail when
