@@ -1281,6 +1281,19 @@ int agent_main(int argc, char **argv)
 	if (::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
 		log(std::string("prctl PR_SET_DUMPABLE: ") + std::strerror(errno));
 
+	/*
+	 * Exclusive memory, tried before the fork: a failure (RLIMIT_MEMLOCK,
+	 * no memfd_secret or memfd_exclusive) then reaches the shell's stderr
+	 * and exit status, not the log of a background agent (/dev/null).
+	 */
+	try {
+		(void)xmem::mapping::map(xmem::memory::create("xmem-agent-probe", 4096),
+					 xmem::access::read_write);
+	} catch (const std::exception &e) {
+		log(std::string("cannot start: exclusive memory: ") + e.what());
+		return 1;
+	}
+
 	bound_socket sock;
 	try {
 		sock = bind_socket(o.socket);

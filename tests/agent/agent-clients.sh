@@ -305,6 +305,14 @@ case_command_line() {
 	check "a second agent on a live socket fails" 1 "$agent_bin" -D -a "$SSH_AUTH_SOCK"
 	contains "bind error named" "$T/last" "bind $SSH_AUTH_SOCK"
 	stop_agent
+	# No exclusive memory for the agent (RLIMIT_MEMLOCK 0, without CAP_IPC_LOCK): the shell
+	# gets the error and status 1, not a background agent that died (new-user report).
+	mkdir -m 1777 "$T/nobody"
+	check "-s with RLIMIT_MEMLOCK 0 fails before the fork" 1 setpriv --reuid=65534 \
+		--regid=65534 --clear-groups prlimit --memlock=0 "$agent_bin" -s -a "$T/nobody/sock"
+	contains "the RLIMIT_MEMLOCK error reaches the shell" "$T/last" "cannot start: exclusive memory"
+	lacks "no SSH_AUTH_SOCK printed" "$T/last" "SSH_AUTH_SOCK="
+	[ ! -e "$T/nobody/sock" ] && pass "no socket left" || fail "$T/nobody/sock left behind"
 }
 
 # The parser's sandbox: the self-test and the parser itself cannot open a
