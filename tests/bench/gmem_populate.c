@@ -103,20 +103,6 @@ struct result {
 
 static long page_size;
 
-/*
- * Pages of the unmapped pool allocated to any user (memfd_exclusive's
- * pages_in_use counts only its own files): pageblocks held less free pages.
- */
-static long pool_in_use(void)
-{
-	long blocks = read_long(POOL "pool_blocks");
-	long free_pages = read_long(POOL "pool_free_pages");
-
-	if (blocks < 0 || free_pages < 0)
-		return -1;
-	return blocks * ((2L << 20) / page_size) - free_pages;
-}
-
 /* What MemFree may miss of @size bytes populated or freed: a quarter and 16 MiB, kB. */
 static long memfree_slack_kb(size_t size)
 {

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * kcounters.h: what the benchmarks in the VM read of the kernel (run as root),
- * shared by directmap.c and gmem_populate.c:
+ * shared by directmap.c, gmem_populate.c and tests/vm/gmem_per_folio.c:
  *  - DirectMap4k/2M/1G of /proc/meminfo, in kB;
  *  - calls of flush_tlb_kernel_range and flush_tlb_all, counted by the ftrace
  *    function profiler (/sys/kernel/tracing/trace_stat/function<cpu>, "Hit");
- *  - the unmapped pool's statistics (MEMFD_EXCLUSIVE_SYSFS_DIR, counts);
+ *  - the unmapped pool's statistics (MEMFD_EXCLUSIVE_SYSFS_DIR, counts) and
+ *    its pages in use;
  *  - CLOCK_MONOTONIC in seconds (emulated time under QEMU TCG).
  * Header-only (static inline functions): each benchmark is one C file.
  */
@@ -153,6 +154,21 @@ static inline void profile_warm_up(void)
 
 	if (!profile_start())
 		profile_stop(&range, &all);
+}
+
+/*
+ * Pages of the unmapped pool allocated to any user (memfd_exclusive's
+ * pages_in_use counts only its own files): pageblocks held (2 MiB each on
+ * x86-64) less free pages. -1 when the pool's statistics cannot be read.
+ */
+static inline long pool_in_use(void)
+{
+	long blocks = read_long(POOL "pool_blocks");
+	long free_pages = read_long(POOL "pool_free_pages");
+
+	if (blocks < 0 || free_pages < 0)
+		return -1;
+	return blocks * ((2L << 20) / sysconf(_SC_PAGESIZE)) - free_pages;
 }
 
 /* CLOCK_MONOTONIC, seconds. */

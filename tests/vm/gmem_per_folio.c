@@ -28,6 +28,7 @@
 #include <linux/falloc.h>
 #include <linux/kvm.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,7 +47,7 @@
 #define RACE_PAGES	1024
 #define ROUNDS		100
 
-static int failures;
+static _Atomic int failures;	/* the racer thread counts too */
 static int vm = -1;
 
 #define check(cond, ...)						\
@@ -85,12 +86,6 @@ static int gmem(size_t size)
 	fd = ioctl(vm, KVM_CREATE_GUEST_MEMFD, &gm);
 	must(fd >= 0, "KVM_CREATE_GUEST_MEMFD(NO_DIRECT_MAP)");
 	return fd;
-}
-
-/* Pages of the unmapped pool allocated to any user (gmem_populate.c's count). */
-static long pool_in_use(void)
-{
-	return read_long(POOL "pool_blocks") * 512 - read_long(POOL "pool_free_pages");
 }
 
 static int race_fd;
